@@ -1,0 +1,166 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { createAdapters } from '../core/adapters.ts';
+import { loadConfig, type Config } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
+import { createLogger, redactUrl } from '../core/logger.ts';
+import { createRegistry } from '../core/metrics.ts';
+import { createOpsRoutes } from '../core/ops.ts';
+import { listen, onShutdown } from '../core/serve.ts';
+import { coreTopicSpecs } from '../core/topics.ts';
+
+/**
+ * The `orrery` command line: the one entry point of every Orrery process. Each command is
+ * a composition root: it loads the config once, builds the adapters, and runs.
+ */
+
+interface Command {
+  summary: string;
+  usage: string;
+  help: string;
+  run(args: string[], config: () => Config): Promise<void>;
+}
+
+const COMMON_OPTIONS = `Options:
+  -c, --config <file>   YAML config file (also ORRERY_CONFIG). Env wins over the file:
+                        KAFKA_BROKERS, DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, …
+  -h, --help            Show help for the command`;
+
+const COMPONENTS = ['ops'] as const;
+
+const commands: Record<string, Command> = {
+  start: {
+    summary: 'Run Orrery (all components in one process, or one component)',
+    usage: 'orrery start [component] [--config file]',
+    help: `Runs Orrery's services in one process, or one of them alone for production.
+Components: ${COMPONENTS.join(', ')} (more arrive with each stage).
+Every process serves /healthz, /readyz and /metrics on PORT (default 8080), logs JSON lines,
+and drains in-flight work on SIGTERM.`,
+    async run(args, config) {
+      const component = args[0];
+      if (component !== undefined && !(COMPONENTS as readonly string[]).includes(component)) {
+        throw new ConfigError(`unknown component "${component}": choose one of ${COMPONENTS.join(', ')}`);
+      }
+      const cfg = config();
+      const logger = createLogger({ level: cfg.log.level });
+      const adapters = createAdapters(cfg, logger);
+      if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
+      const registry = createRegistry({ service: component ?? 'orrery' });
+      let draining = false;
+      const ops = createOpsRoutes({
+        registry,
+        isDraining: () => draining,
+        checks: {
+          ...(adapters.bus ? { bus: async () => ((await adapters.bus!.ping()) ? 'ok' : 'down') } : {}),
+          ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
+          cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
+        },
+      });
+      const server = await listen({ fetch: ops.fetch, host: cfg.http.host, port: cfg.http.port, logger });
+      onShutdown(logger, async () => {
+        draining = true;
+        await server.close();
+        await adapters.close();
+      });
+    },
+  },
+  topics: {
+    summary: "Create Orrery's Kafka topics (broker auto-create stays off)",
+    usage: 'orrery topics create [--config file]',
+    help: `Creates the topics that are missing (${coreTopicSpecs({ partitions: 1, replicationFactor: 1 })
+      .map((t) => t.topic)
+      .join(', ')}), with kafka.topics.partitions and
+kafka.topics.replicationFactor from the config. Existing topics are left alone. Every
+service also does this at start.`,
+    async run(args, config) {
+      if (args[0] !== 'create') throw new ConfigError('usage: orrery topics create');
+      const cfg = config();
+      const logger = createLogger({ level: cfg.log.level });
+      const adapters = createAdapters(cfg, logger);
+      try {
+        if (!adapters.bus) throw new ConfigError('no Kafka configured: set KAFKA_BROKERS');
+        await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
+      } finally {
+        await adapters.close();
+      }
+    },
+  },
+  config: {
+    summary: 'Check a config and print it resolved, with secrets hidden',
+    usage: 'orrery config check [--config file]',
+    help: 'Parses env and the YAML file exactly as a service would at start, and prints the result as JSON.',
+    async run(args, config) {
+      if (args[0] !== 'check') throw new ConfigError('usage: orrery config check');
+      const cfg = config();
+      const shown = {
+        ...cfg,
+        database: { url: cfg.database.url && redactUrl(cfg.database.url) },
+        redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
+      };
+      process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+    },
+  },
+};
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length));
+  return `orrery: self-hosted clickstream (Segment-compatible ingest → Kafka → router → sinks)
+and GitOps deploys.
+
+Usage: orrery <command> [args] [options]
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  .join('\n')}
+
+${COMMON_OPTIONS}
+
+Run 'orrery <command> --help' for more.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const [name, ...rest] = positionals;
+  if (!name || name === 'help') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    const cmd = topic ? commands[topic] : undefined;
+    process.stdout.write(`${cmd ? commandHelp(cmd) : mainHelp()}\n`);
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`orrery: unknown command "${name}"\n\n${mainHelp()}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${commandHelp(cmd)}\n`);
+    return 0;
+  }
+  await cmd.run(rest, () => loadConfig({ env: process.env, configPath: values.config }));
+  return 0;
+}
+
+function commandHelp(cmd: Command): string {
+  return `Usage: ${cmd.usage}\n\n${cmd.help}\n\n${COMMON_OPTIONS}`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`orrery: ${(err as Error).message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`orrery: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,63 @@
+import { createKafkaBus } from './bus/kafka.ts';
+import type { Bus } from './bus/types.ts';
+import { createMemoryCache } from './cache/memory.ts';
+import { createRedisCache } from './cache/redis.ts';
+import type { Cache } from './cache/types.ts';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import { redactUrl } from './logger.ts';
+import { createPgStore } from './store/pg.ts';
+import type { Store } from './store/types.ts';
+
+export interface Adapters {
+  /** Undefined when no bus is configured. */
+  bus: Bus | undefined;
+  store: Store | undefined;
+  cache: Cache;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the adapters the config selects, and logs each choice, so that an operator can
+ * tell from the first lines of the log which real services (or defaults) are in use.
+ * Part of the composition roots: nothing else constructs adapters from config.
+ *
+ * @example const adapters = createAdapters(config, logger);
+ */
+export function createAdapters(config: Config, logger: Logger): Adapters {
+  const log = logger.child({ component: 'adapters' });
+
+  let bus: Bus | undefined;
+  if (config.kafka.brokers) {
+    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId: config.kafka.clientId, logger });
+    log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
+  } else {
+    log.warn({ adapter: 'none' }, 'bus: none configured (set KAFKA_BROKERS or kafka.brokers)');
+  }
+
+  let store: Store | undefined;
+  if (config.database.url) {
+    store = createPgStore({ url: config.database.url });
+    log.info({ adapter: 'postgres', database: redactUrl(config.database.url) }, 'store: PostgreSQL');
+  } else {
+    log.warn({ adapter: 'none' }, 'store: none configured (set DATABASE_URL or database.url)');
+  }
+
+  let cache: Cache;
+  if (config.redis.url) {
+    cache = createRedisCache({ url: config.redis.url });
+    log.info({ adapter: 'redis', redis: redactUrl(config.redis.url) }, 'cache/limiter: Redis');
+  } else {
+    cache = createMemoryCache();
+    log.info({ adapter: 'memory', default: true }, 'cache/limiter: in-process default (set REDIS_URL to share limits across replicas)');
+  }
+
+  return {
+    bus,
+    store,
+    cache,
+    async close() {
+      await Promise.allSettled([bus?.close(), store?.close(), cache.close()]);
+    },
+  };
+}

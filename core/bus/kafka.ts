@@ -1,0 +1,321 @@
+import {
+  Kafka,
+  Partitioners,
+  logLevel as KafkaLogLevel,
+  type Admin,
+  type Consumer,
+  type LogEntry,
+  type Producer,
+  type RetryOptions as KafkaRetryOptions,
+  type TopicMessages,
+} from 'kafkajs';
+import { OrreryError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { TopicSpec } from '../topics.ts';
+import type { Bus, ConsumeOptions, IncomingBatch, OutgoingMessage, Subscription } from './types.ts';
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+  /** kafkajs retry settings for connections and requests; defaults are kafkajs's. */
+  retry?: KafkaRetryOptions;
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /**
+   * Upper bound on the summed value bytes of one aggregated `sendBatch`. One produce call
+   * larger than this still goes out whole, alone. Keep it under the broker's
+   * `message.max.bytes` (1 MiB by default).
+   */
+  maxFlushBytes?: number;
+}
+
+interface Pending {
+  topic: string;
+  messages: OutgoingMessage[];
+  bytes: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+const KAFKAJS_TO_PINO: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [KafkaLogLevel.ERROR]: 'error',
+  [KafkaLogLevel.WARN]: 'warn',
+  [KafkaLogLevel.INFO]: 'info',
+  [KafkaLogLevel.DEBUG]: 'debug',
+};
+
+/** Kafka errors that mean "not reachable right now", as opposed to a refused request. */
+function isUnavailable(err: unknown): boolean {
+  for (let e = err as { name?: string; retriable?: boolean; originalError?: unknown } | undefined; e; ) {
+    const name = e.name ?? '';
+    if (
+      name === 'KafkaJSConnectionError' ||
+      name === 'KafkaJSRequestTimeoutError' ||
+      name === 'KafkaJSConnectionClosedError' ||
+      name === 'KafkaJSBrokerNotFound' ||
+      name === 'KafkaJSMetadataNotLoaded' ||
+      name === 'KafkaJSTimeout' ||
+      name === 'KafkaJSLockTimeout' ||
+      e.retriable === true
+    ) {
+      return true;
+    }
+    e = e.originalError as typeof e;
+  }
+  return false;
+}
+
+function wrapProduceError(err: unknown, topic: string): OrreryError {
+  if (isUnavailable(err)) {
+    return new OrreryError('BUS_UNAVAILABLE', `kafka did not acknowledge the write to ${topic}: ${(err as Error).message}`, {
+      retriable: true,
+      cause: err,
+      status: 503,
+    });
+  }
+  return new OrreryError('BUS_PRODUCE_REJECTED', `kafka refused the write to ${topic}: ${(err as Error).message}`, {
+    retriable: false,
+    cause: err,
+  });
+}
+
+/**
+ * The bus on Apache Kafka through kafkajs.
+ *
+ * Producing: an idempotent producer with `acks=-1`. kafkajs has no linger setting, so
+ * concurrent `produce` calls are aggregated here: while one `sendBatch` is in flight, new
+ * calls queue, and the next flush sends all of them (across topics) in one request. One
+ * request in flight at a time also keeps each key's order.
+ *
+ * Consuming: `eachBatch` per partition with auto-commit off; the batch's offsets are
+ * committed only after the handler resolves.
+ *
+ * @example
+ *   const bus = createKafkaBus({ brokers: ['127.0.0.1:9092'], clientId: 'orrery', logger });
+ *   await bus.produce(Topics.raw, [{ key: 'src:u1', value: '{…}' }]);
+ */
+export function createKafkaBus(opts: KafkaBusOptions): Bus {
+  const log = opts.logger.child({ component: 'bus', adapter: 'kafka' });
+  const kafka = new Kafka({
+    clientId: opts.clientId,
+    brokers: opts.brokers,
+    connectionTimeout: opts.connectionTimeoutMs ?? 3_000,
+    requestTimeout: opts.requestTimeoutMs ?? 30_000,
+    ...(opts.retry ? { retry: opts.retry } : {}),
+    logLevel: KafkaLogLevel.WARN,
+    logCreator: () =>
+      function kafkajsToPino({ level, log: entry }: LogEntry) {
+        const { message, ...fields } = entry;
+        log[KAFKAJS_TO_PINO[level] ?? 'info']({ kafkajs: fields }, message);
+      },
+  });
+  const maxFlushBytes = opts.maxFlushBytes ?? 768 * 1024;
+
+  let producer: Producer | undefined;
+  let producerReady: Promise<Producer> | undefined;
+  let admin: Promise<Admin> | undefined;
+  const subscriptions = new Set<Subscription>();
+  const queue: Pending[] = [];
+  let flushing = false;
+  let closed = false;
+
+  function getProducer(): Promise<Producer> {
+    producerReady ??= (async () => {
+      const p = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        ...(opts.retry ? { retry: opts.retry } : {}),
+      });
+      try {
+        await p.connect();
+      } catch (err) {
+        producerReady = undefined;
+        await p.disconnect().catch(() => {});
+        throw err;
+      }
+      producer = p;
+      return p;
+    })();
+    return producerReady;
+  }
+
+  /**
+   * After a failed send the idempotent producer's sequence numbers may no longer match the
+   * broker's, so it is replaced; the new one gets a fresh producer id. A retried call may
+   * then write a message twice: at least once, with messageId dedup downstream.
+   */
+  async function resetProducer(): Promise<void> {
+    const old = producer;
+    producer = undefined;
+    producerReady = undefined;
+    await old?.disconnect().catch(() => {});
+  }
+
+  function takeFlush(): Pending[] {
+    const batch: Pending[] = [];
+    let bytes = 0;
+    while (queue.length > 0) {
+      const next = queue[0]!;
+      if (batch.length > 0 && bytes + next.bytes > maxFlushBytes) break;
+      batch.push(queue.shift()!);
+      bytes += next.bytes;
+    }
+    return batch;
+  }
+
+  async function flush(): Promise<void> {
+    if (flushing) return;
+    flushing = true;
+    try {
+      while (queue.length > 0) {
+        const batch = takeFlush();
+        const byTopic = new Map<string, TopicMessages>();
+        for (const p of batch) {
+          let tm = byTopic.get(p.topic);
+          if (!tm) byTopic.set(p.topic, (tm = { topic: p.topic, messages: [] }));
+          for (const m of p.messages) tm.messages.push({ key: m.key, value: m.value, headers: m.headers ?? {} });
+        }
+        try {
+          const prod = await getProducer();
+          await prod.sendBatch({ topicMessages: [...byTopic.values()], acks: -1 });
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          log.warn({ err, calls: batch.length }, 'produce failed');
+          await resetProducer();
+          for (const p of batch) p.reject(wrapProduceError(err, p.topic));
+        }
+      }
+    } finally {
+      flushing = false;
+    }
+  }
+
+  function getAdmin(): Promise<Admin> {
+    admin ??= (async () => {
+      const a = kafka.admin();
+      try {
+        await a.connect();
+      } catch (err) {
+        admin = undefined;
+        throw err;
+      }
+      return a;
+    })();
+    return admin;
+  }
+
+  return {
+    kind: 'kafka',
+
+    produce(topic, messages) {
+      if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
+      if (messages.length === 0) return Promise.resolve();
+      let bytes = 0;
+      for (const m of messages) bytes += typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ topic, messages, bytes, resolve, reject });
+        // Defer to the end of this turn so that calls made together share one request.
+        if (!flushing) setImmediate(() => void flush());
+      });
+    },
+
+    async consume(c: ConsumeOptions): Promise<Subscription> {
+      const consumer: Consumer = kafka.consumer({
+        groupId: c.group,
+        allowAutoTopicCreation: false,
+        ...(opts.retry ? { retry: opts.retry } : {}),
+      });
+      let joined!: () => void;
+      const ready = new Promise<void>((resolve) => (joined = resolve));
+      consumer.on(consumer.events.GROUP_JOIN, () => joined());
+      consumer.on(consumer.events.CRASH, (e) => {
+        log.error({ err: e.payload.error, group: c.group, restart: e.payload.restart }, 'consumer crashed');
+        c.onError?.(e.payload.error);
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topics: c.topics, fromBeginning: c.fromBeginning ?? false });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async function handleKafkaBatch({ batch, heartbeat }) {
+          if (batch.messages.length === 0) return;
+          const incoming: IncomingBatch = {
+            topic: batch.topic,
+            partition: batch.partition,
+            messages: batch.messages.map((m) => ({
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: m.offset,
+              key: m.key ? m.key.toString('utf8') : null,
+              value: m.value,
+              headers: Object.fromEntries(
+                Object.entries(m.headers ?? {}).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(Array.isArray(v) ? v[0] : v)]])),
+              ),
+              timestamp: Number(m.timestamp),
+            })),
+          };
+          try {
+            await c.handle(incoming);
+          } catch (err) {
+            c.onError?.(err);
+            throw err;
+          }
+          const next = (BigInt(batch.lastOffset()) + 1n).toString();
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+          await heartbeat();
+        },
+      });
+      const sub: Subscription = {
+        ready,
+        async stop() {
+          subscriptions.delete(sub);
+          // disconnect waits for the running eachBatch (and its commit) before leaving.
+          await consumer.disconnect();
+        },
+      };
+      subscriptions.add(sub);
+      return sub;
+    },
+
+    async ensureTopics(specs: TopicSpec[]) {
+      const a = await getAdmin();
+      const existing = new Set(await a.listTopics());
+      const missing = specs.filter((s) => !existing.has(s.topic));
+      if (missing.length === 0) return;
+      try {
+        await a.createTopics({ topics: missing, waitForLeaders: true });
+      } catch (err) {
+        // Another replica may have created them between our list and create.
+        const again = new Set(await a.listTopics());
+        if (missing.some((s) => !again.has(s.topic))) throw err;
+      }
+      log.info({ topics: missing.map((s) => s.topic) }, 'created topics');
+    },
+
+    async ping() {
+      try {
+        const a = await getAdmin();
+        const cluster = await a.describeCluster();
+        return cluster.brokers.length > 0;
+      } catch {
+        return false;
+      }
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      // Drain: whatever was queued before close still gets its answer.
+      while (flushing || queue.length > 0) {
+        if (!flushing) await flush();
+        else await new Promise((r) => setTimeout(r, 5));
+      }
+      await Promise.all([...subscriptions].map((s) => s.stop()));
+      await producer?.disconnect().catch(() => {});
+      if (admin) await (await admin.catch(() => undefined))?.disconnect().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import { Redis } from 'ioredis';
+import { OrreryError } from '../errors.ts';
+import type { Cache, TakeResult, TokenBucket } from './types.ts';
+
+/**
+ * Token bucket in Lua, the same arithmetic as `takeTokens` in token-bucket.ts, run
+ * atomically in Redis. Time comes from the Redis server (TIME), so every ingest replica
+ * shares one clock. State is a hash {tokens, at} that expires once the bucket would be
+ * full again.
+ */
+const TAKE_LUA = `
+local key = KEYS[1]
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local s = redis.call('HMGET', key, 'tokens', 'at')
+local tokens = capacity
+if s[1] then
+  local elapsed = math.max(0, now - tonumber(s[2]))
+  tokens = math.min(capacity, tonumber(s[1]) + elapsed * rate / 1000)
+end
+local allowed = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+end
+redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+local ms_per_token = 1000 / rate
+local reset = math.ceil((capacity - tokens) * ms_per_token)
+redis.call('PEXPIRE', key, math.max(1, reset))
+local retry = 0
+if allowed == 0 then retry = math.ceil((cost - tokens) * ms_per_token) end
+return {allowed, math.floor(tokens), retry, reset}
+`;
+
+type RedisWithTake = Redis & {
+  orreryTake(key: string, capacity: number, rate: number, cost: number): Promise<[number, number, number, number]>;
+};
+
+/**
+ * The cache on Redis through ioredis.
+ *
+ * @example const cache = createRedisCache({ url: config.redis.url, keyPrefix: 'orrery:' });
+ */
+export function createRedisCache(opts: { url: string; keyPrefix?: string; connectTimeoutMs?: number }): Cache {
+  const redis = new Redis(opts.url, {
+    keyPrefix: opts.keyPrefix ?? 'orrery:',
+    lazyConnect: false,
+    connectTimeout: opts.connectTimeoutMs ?? 5_000,
+    // Fail commands fast while disconnected instead of queueing them without bound.
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: true,
+  }) as RedisWithTake;
+  redis.defineCommand('orreryTake', { numberOfKeys: 1, lua: TAKE_LUA });
+  // ioredis emits 'error' on every failed reconnect; without a listener Node would crash.
+  redis.on('error', () => {});
+
+  async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new OrreryError('CACHE_UNAVAILABLE', `redis ${what} failed: ${(err as Error).message}`, {
+        retriable: true,
+        cause: err,
+        status: 503,
+      });
+    }
+  }
+
+  return {
+    kind: 'redis',
+    setIfAbsent(key, ttlMs) {
+      return call('SET NX', async () => (await redis.set(key, '1', 'PX', ttlMs, 'NX')) === 'OK');
+    },
+    setManyIfAbsent(keys, ttlMs) {
+      if (keys.length === 0) return Promise.resolve([]);
+      return call('SET NX (pipeline)', async () => {
+        const pipeline = redis.pipeline();
+        for (const key of keys) pipeline.set(key, '1', 'PX', ttlMs, 'NX');
+        const results = (await pipeline.exec()) ?? [];
+        return results.map(([err, res]) => {
+          if (err) throw err;
+          return res === 'OK';
+        });
+      });
+    },
+    get(key) {
+      return call('GET', () => redis.get(key));
+    },
+    set(key, value, ttlMs) {
+      return call('SET', async () => {
+        if (ttlMs === undefined) await redis.set(key, value);
+        else await redis.set(key, value, 'PX', ttlMs);
+      });
+    },
+    del(key) {
+      return call('DEL', async () => {
+        await redis.del(key);
+      });
+    },
+    take(key: string, bucket: TokenBucket, cost = 1): Promise<TakeResult> {
+      return call('token bucket', async () => {
+        const [allowed, remaining, retryAfterMs, resetMs] = await redis.orreryTake(key, bucket.capacity, bucket.refillPerSec, cost);
+        return { allowed: allowed === 1, remaining, retryAfterMs, resetMs };
+      });
+    },
+    async ping() {
+      try {
+        return (await redis.ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
+
+const files = (map: Record<string, string>) => (path: string) => {
+  const text = map[path];
+  if (text === undefined) throw Object.assign(new Error(`ENOENT: no such file, open '${path}'`), { code: 'ENOENT' });
+  return text;
+};
+
+describe('loadConfig', () => {
+  it('gives defaults with nothing set', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.http.port).toBe(8080);
+    expect(config.log.level).toBe('info');
+    expect(config.kafka.brokers).toBeUndefined();
+    expect(config.kafka.topics).toEqual({ partitions: 6, replicationFactor: 1 });
+  });
+
+  it('reads env, splitting lists and coercing numbers', () => {
+    const config = loadConfig({
+      env: { KAFKA_BROKERS: '127.0.0.1:9092, 127.0.0.1:9093', PORT: '9000', DATABASE_URL: 'postgres://u:p@h:5432/db' },
+    });
+    expect(config.kafka.brokers).toEqual(['127.0.0.1:9092', '127.0.0.1:9093']);
+    expect(config.http.port).toBe(9000);
+    expect(config.database.url).toBe('postgres://u:p@h:5432/db');
+  });
+
+  it('reads the YAML file from ORRERY_CONFIG, and env wins over it', () => {
+    const readFile = files({ '/etc/orrery.yaml': 'http:\n  port: 7000\nlog:\n  level: debug\n' });
+    const config = loadConfig({ env: { ORRERY_CONFIG: '/etc/orrery.yaml', PORT: '7100' }, readFile });
+    expect(config.http.port).toBe(7100);
+    expect(config.log.level).toBe('debug');
+  });
+
+  it('an explicit --config path wins over ORRERY_CONFIG', () => {
+    const readFile = files({ '/a.yaml': 'http: {port: 1}', '/b.yaml': 'http: {port: 2}' });
+    expect(loadConfig({ env: { ORRERY_CONFIG: '/a.yaml' }, configPath: '/b.yaml', readFile }).http.port).toBe(2);
+  });
+
+  it('names the bad field and where it came from', () => {
+    const readFile = files({ '/c.yaml': 'kafka:\n  brokers: [nohostport]\nhttp:\n  prot: 1\n' });
+    let err: unknown;
+    try {
+      loadConfig({ env: { PORT: 'eighty', ORRERY_CONFIG: '/c.yaml' }, readFile });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const message = (err as Error).message;
+    expect(message).toMatch(/kafka\.brokers\.0 \(from \/c\.yaml\): expected host:port/);
+    expect(message).toMatch(/http\.port \(from env PORT\)/);
+    expect(message).toMatch(/unknown key\(s\) prot/);
+  });
+
+  it('reports unreadable and malformed files with their path', () => {
+    expect(() => loadConfig({ configPath: '/missing.yaml', readFile: files({}) })).toThrow(/Cannot read config file \/missing\.yaml/);
+    expect(() => loadConfig({ configPath: '/bad.yaml', readFile: files({ '/bad.yaml': 'a: [1,\n' }) })).toThrow(
+      /\/bad\.yaml:\d+:\d+ is not valid YAML/,
+    );
+    expect(() => loadConfig({ configPath: '/list.yaml', readFile: files({ '/list.yaml': '- 1\n' }) })).toThrow(/YAML mapping/);
+  });
+
+  it('rejects URLs of the wrong kind', () => {
+    expect(() => loadConfig({ env: { DATABASE_URL: 'mysql://x/y' } })).toThrow(/database\.url \(from env DATABASE_URL\): expected a postgres/);
+  });
+
+  it('is frozen', () => {
+    const config = loadConfig({ env: {} });
+    expect(Object.isFrozen(config.http)).toBe(true);
+    expect(() => {
+      (config.http as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+});

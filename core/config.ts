@@ -1,0 +1,166 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+/**
+ * Orrery's configuration: defaults, then an optional YAML file (`--config` or
+ * `ORRERY_CONFIG`), then environment variables, parsed once with zod at the edge. The
+ * result is frozen; no other module reads `process.env`.
+ */
+
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9092');
+
+const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const ConfigSchema = z.strictObject({
+  log: z.strictObject({ level: LogLevel.default('info') }).prefault({}),
+  http: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.coerce.number().int().min(0).max(65535).default(8080),
+    })
+    .prefault({}),
+  kafka: z
+    .strictObject({
+      /** Absent: no Kafka is configured (later: the embedded bus). */
+      brokers: z.array(hostPort).min(1).optional(),
+      clientId: z.string().min(1).default('orrery'),
+      topics: z
+        .strictObject({
+          partitions: z.coerce.number().int().min(1).max(1000).default(6),
+          replicationFactor: z.coerce.number().int().min(1).max(7).default(1),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      url: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
+    })
+    .prefault({}),
+  redis: z
+    .strictObject({
+      url: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// URL' }).optional(),
+    })
+    .prefault({}),
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+
+/** Environment variables and the config path each one sets. */
+export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list?: boolean }> = [
+  { env: 'LOG_LEVEL', path: ['log', 'level'] },
+  { env: 'HOST', path: ['http', 'host'] },
+  { env: 'PORT', path: ['http', 'port'] },
+  { env: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], list: true },
+  { env: 'KAFKA_CLIENT_ID', path: ['kafka', 'clientId'] },
+  { env: 'KAFKA_TOPIC_PARTITIONS', path: ['kafka', 'topics', 'partitions'] },
+  { env: 'KAFKA_REPLICATION_FACTOR', path: ['kafka', 'topics', 'replicationFactor'] },
+  { env: 'DATABASE_URL', path: ['database', 'url'] },
+  { env: 'REDIS_URL', path: ['redis', 'url'] },
+];
+
+export interface LoadConfigOptions {
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Path of the YAML file; falls back to `env.ORRERY_CONFIG`. */
+  configPath?: string | undefined;
+  readFile?: (path: string) => string;
+}
+
+/**
+ * Builds the config once. Throws a {@link ConfigError} whose message names every bad field
+ * and where it came from.
+ *
+ * @example
+ *   const config = loadConfig({ env: process.env, configPath: args.config });
+ */
+export function loadConfig(opts: LoadConfigOptions = {}): Config {
+  const env = opts.env ?? {};
+  const configPath = opts.configPath ?? (env.ORRERY_CONFIG || undefined);
+  const origin = new Map<string, string>();
+
+  let fromFile: Record<string, unknown> = {};
+  if (configPath) {
+    fromFile = readYamlFile(configPath, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
+    markOrigins(fromFile, [], origin, configPath);
+  }
+
+  const merged = structuredClone(fromFile);
+  for (const { env: name, path, list } of ENV_MAP) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const value = list ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
+    setPath(merged, path, value);
+    origin.set(path.join('.'), `env ${name}`);
+  }
+
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = issue.path.map(String).join('.');
+      const where = originOf(origin, issue.path.map(String));
+      const what = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
+      return `  - ${key || '(root)'}${where ? ` (from ${where})` : ''}: ${what}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`, { details: { issues: parsed.error.issues } });
+  }
+  return deepFreeze(parsed.data);
+}
+
+function readYamlFile(path: string, readFile: (p: string) => string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    throw new ConfigError(`Cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? `:${err.linePos[0].line}:${err.linePos[0].col}` : '';
+    throw new ConfigError(`Config file ${path}${where} is not valid YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(`Config file ${path} must hold a YAML mapping at the top level`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+function markOrigins(value: unknown, path: string[], origin: Map<string, string>, file: string): void {
+  origin.set(path.join('.'), file);
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) markOrigins(v, [...path, k], origin, file);
+  }
+}
+
+/** The origin of the longest known prefix of `path`. */
+function originOf(origin: Map<string, string>, path: string[]): string | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const found = origin.get(path.slice(0, n).join('.'));
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (!next || typeof next !== 'object' || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path.at(-1)!] = value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

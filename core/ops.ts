@@ -1,0 +1,45 @@
+import { Hono } from 'hono';
+import type { Registry } from './metrics.ts';
+
+/** A readiness check: `ok`, or `degraded` (still serving, but say so), or `down`. */
+export type CheckStatus = 'ok' | 'degraded' | 'down';
+export type ReadinessCheck = () => Promise<CheckStatus | { status: CheckStatus; detail?: string }>;
+
+/**
+ * The operational routes every service has: `/healthz` (the process is alive), `/readyz`
+ * (its dependencies answer; 503 when any is down, 200 with `degraded` when one is
+ * degraded) and `/metrics` (Prometheus text format).
+ *
+ * @example app.route('/', createOpsRoutes({ registry, checks: { bus: () => bus.ping().then(ok => ok ? 'ok' : 'down') } }));
+ */
+export function createOpsRoutes(opts: {
+  registry: Registry;
+  checks?: Record<string, ReadinessCheck>;
+  /** While draining on shutdown, /readyz answers 503 so load balancers stop sending. */
+  isDraining?: () => boolean;
+}): Hono {
+  const app = new Hono();
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    if (opts.isDraining?.()) return c.json({ status: 'down', checks: {}, draining: true }, 503);
+    const entries = await Promise.all(
+      Object.entries(opts.checks ?? {}).map(async ([name, check]) => {
+        try {
+          const r = await check();
+          return [name, typeof r === 'string' ? { status: r } : r] as const;
+        } catch (err) {
+          return [name, { status: 'down' as const, detail: (err as Error).message }] as const;
+        }
+      }),
+    );
+    const checks = Object.fromEntries(entries);
+    const statuses = entries.map(([, r]) => r.status);
+    const status: CheckStatus = statuses.includes('down') ? 'down' : statuses.includes('degraded') ? 'degraded' : 'ok';
+    return c.json({ status, checks }, status === 'down' ? 503 : 200);
+  });
+  app.get('/metrics', async (c) => {
+    const body = await opts.registry.metrics();
+    return c.body(body, 200, { 'content-type': opts.registry.contentType });
+  });
+  return app;
+}

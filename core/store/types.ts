@@ -1,0 +1,25 @@
+/**
+ * The store: SQL over Postgres. Adapters: pg now, embedded Postgres (PGlite) later, with
+ * the same SQL and migrations. One contract suite (test/contracts/store.ts) runs against
+ * every adapter.
+ */
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
+}
+
+export interface Store extends Queryable {
+  readonly kind: string;
+  /**
+   * Runs `fn` in a transaction on one connection: committed when it resolves, rolled back
+   * when it throws (and the error rethrown).
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
