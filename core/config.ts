@@ -15,6 +15,30 @@ const hostPort = z
 
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/** A tracking source: the write key SDKs send maps to it. */
+export const SourceConfig = z
+  .strictObject({
+    id: z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'use [a-zA-Z0-9._-], at most 100 characters'),
+    name: z.string().optional(),
+    /** The key itself; hashed at load and never logged. Prefer writeKeyHash in files. */
+    writeKey: z.string().min(8, 'write keys have at least 8 characters').optional(),
+    /** `sha256:` and the hex SHA-256 of the write key. */
+    writeKeyHash: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256: followed by 64 hex digits')
+      .optional(),
+    enabled: z.boolean().default(true),
+    /** Browser origins allowed to send with this key; `*` allows any. */
+    allowedOrigins: z.array(z.string().min(1)).default(['*']),
+    rateLimit: z
+      .strictObject({ eventsPerSecond: z.number().positive(), burst: z.number().int().positive() })
+      .optional(),
+  })
+  .refine((s) => (s.writeKey === undefined) !== (s.writeKeyHash === undefined), {
+    message: 'give exactly one of writeKey and writeKeyHash',
+  });
+export type SourceConfig = z.infer<typeof SourceConfig>;
+
 export const ConfigSchema = z.strictObject({
   log: z.strictObject({ level: LogLevel.default('info') }).prefault({}),
   http: z
@@ -46,6 +70,25 @@ export const ConfigSchema = z.strictObject({
       url: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// URL' }).optional(),
     })
     .prefault({}),
+  ingest: z
+    .strictObject({
+      /** How long a produce may take before the events go to the spool instead. */
+      produceTimeoutMs: z.coerce.number().int().min(50).default(2_000),
+      spool: z
+        .strictObject({
+          dir: z.string().min(1).default('.orrery/spool'),
+          maxBytes: z.coerce.number().int().min(1024 * 1024).default(1024 * 1024 * 1024),
+        })
+        .prefault({}),
+      /** Client IP from X-Forwarded-For only behind a proxy you trust. */
+      trustProxy: z.boolean().default(false),
+      /** Per-source default, in events; a source's own rateLimit wins. */
+      rateLimit: z
+        .strictObject({ eventsPerSecond: z.number().positive(), burst: z.number().int().positive() })
+        .prefault({ eventsPerSecond: 5_000, burst: 20_000 }),
+    })
+    .prefault({}),
+  sources: z.array(SourceConfig).default([]),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
@@ -61,6 +104,8 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'KAFKA_REPLICATION_FACTOR', path: ['kafka', 'topics', 'replicationFactor'] },
   { env: 'DATABASE_URL', path: ['database', 'url'] },
   { env: 'REDIS_URL', path: ['redis', 'url'] },
+  { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
+  { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
 ];
 
 export interface LoadConfigOptions {

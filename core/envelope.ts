@@ -78,19 +78,22 @@ export function eventKey(sourceId: string, msg: { userId?: string | undefined; a
   return `${sourceId}:${msg.userId ?? msg.anonymousId ?? ''}`;
 }
 
-/** Serialises an envelope for the bus. One serialisation per event: callers keep the result. */
-export function encodeEnvelope(env: Envelope): Buffer {
-  return Buffer.from(JSON.stringify(env));
+/**
+ * Serialises an envelope for the bus. One serialisation per event: callers keep the
+ * result. A string, not a Buffer, so that runtime-agnostic code (the ingest app) can use it.
+ */
+export function encodeEnvelope(env: Envelope): string {
+  return JSON.stringify(env);
 }
 
 export type DecodeResult = { ok: true; envelope: Envelope } | { ok: false; reason: 'invalid_json' | 'invalid_envelope'; error: string };
 
 /** Parses and validates a bus message value. Never throws: poison messages are data. */
-export function decodeEnvelope(value: Buffer | string | null): DecodeResult {
+export function decodeEnvelope(value: Uint8Array | string | null): DecodeResult {
   if (value === null) return { ok: false, reason: 'invalid_json', error: 'empty message value' };
   let raw: unknown;
   try {
-    raw = JSON.parse(typeof value === 'string' ? value : value.toString('utf8'));
+    raw = JSON.parse(typeof value === 'string' ? value : new TextDecoder().decode(value));
   } catch (err) {
     return { ok: false, reason: 'invalid_json', error: (err as Error).message };
   }

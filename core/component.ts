@@ -1,0 +1,31 @@
+import type { Hono } from 'hono';
+import type { Adapters } from './adapters.ts';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import type { Registry } from './metrics.ts';
+import type { ReadinessCheck } from './ops.ts';
+
+/**
+ * A part of Orrery that `orrery start` can run (ingest, router, sinks, …), alone or with
+ * the others in one process. The CLI is the composition root: it builds the adapters
+ * once, gives each component what it needs, mounts their routes on one server beside
+ * /healthz, /readyz and /metrics, and stops them in reverse order on SIGTERM.
+ */
+export interface Component {
+  name: string;
+  /** HTTP routes, mounted at the root. */
+  routes?: Hono<any>;
+  /** Readiness checks, shown under /readyz as `<component>.<check>`. */
+  checks?: Record<string, ReadinessCheck>;
+  /** Drains: stop taking work, finish what is in flight, flush. */
+  stop(): Promise<void>;
+}
+
+export interface ComponentContext {
+  config: Config;
+  logger: Logger;
+  registry: Registry;
+  adapters: Adapters;
+}
+
+export type ComponentFactory = (ctx: ComponentContext) => Promise<Component>;

@@ -1,0 +1,261 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { TakeResult, TokenBucket } from '../core/cache/types.ts';
+import { encodeEnvelope, type CallType } from '../core/envelope.ts';
+import { InputError, OrreryError } from '../core/errors.ts';
+import { enrich } from './enrich.ts';
+import { buildOpenApi } from './openapi.ts';
+import type { Source, SourceResolver } from './sources.ts';
+import { BatchRequest, LIMITS, parseJson, validateMessage, type ValidMessage } from './validate.ts';
+
+/**
+ * The ingest app: Segment's HTTP Tracking API on Hono. A pure factory: it never listens
+ * and imports nothing Node-only, so the same app serves on Node (@hono/node-server) and
+ * as a plain `fetch` handler on serverless and edge runtimes. Everything with a side
+ * effect (the hand-off to Kafka, the limiter, metrics, the client address) comes in
+ * through `deps`.
+ */
+
+export interface IngestRecord {
+  key: string;
+  value: string;
+}
+
+export interface IngestMetrics {
+  accepted(sourceId: string, events: number): void;
+  /** A refused request, by error code. */
+  rejected(code: string, requests: number): void;
+  handedOff(via: string, ms: number): void;
+}
+
+export interface IngestDeps {
+  sources: SourceResolver;
+  /** Resolves once the records are durable; ingest answers 2xx only after that. */
+  handoff: { send(records: IngestRecord[]): Promise<unknown> };
+  limiter?: { take(key: string, bucket: TokenBucket, cost?: number): Promise<TakeResult> };
+  /** Applies to sources without their own rate limit; none when absent. */
+  defaultRateLimit?: TokenBucket;
+  metrics?: IngestMetrics;
+  /** The client's address (connection, or trusted proxy headers). */
+  clientIp?: (c: Context) => string | undefined;
+  now?: () => number;
+  newId?: () => string;
+  onUnexpectedError?: (err: unknown) => void;
+}
+
+/** Single-call paths, long and analytics.js short forms. */
+const SINGLE: ReadonlyArray<[string, CallType]> = [
+  ['track', 'track'],
+  ['t', 'track'],
+  ['identify', 'identify'],
+  ['i', 'identify'],
+  ['page', 'page'],
+  ['p', 'page'],
+  ['screen', 'screen'],
+  ['s', 'screen'],
+  ['group', 'group'],
+  ['g', 'group'],
+  ['alias', 'alias'],
+  ['a', 'alias'],
+];
+const BATCH_PATHS = ['batch', 'import', 'b'];
+
+/** A transparent 1×1 GIF, the pixel's answer. */
+const PIXEL_GIF = Uint8Array.from(atob('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7'), (ch) => ch.charCodeAt(0));
+
+const NOOP_METRICS: IngestMetrics = { accepted() {}, rejected() {}, handedOff() {} };
+
+type Env = { Variables: { corsDenied: boolean } };
+
+/**
+ * @example
+ *   const app = createIngestApp({ sources, handoff });
+ *   const res = await app.request('/v1/track', { method: 'POST', headers: { authorization: `Basic ${btoa(key + ':')}` }, body });
+ */
+export function createIngestApp(deps: IngestDeps): Hono<Env> {
+  const metrics = deps.metrics ?? NOOP_METRICS;
+  const now = deps.now ?? Date.now;
+  const newId = deps.newId ?? (() => crypto.randomUUID());
+  const app = new Hono<Env>();
+
+  app.onError(function ingestError(err, c) {
+    return errorResponse(c, err);
+  });
+  app.notFound((c) => c.json({ success: false, code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  function errorResponse(c: Context<Env>, err: unknown): Response {
+    if (err instanceof OrreryError) {
+      metrics.rejected(err.code, 1);
+      const headers: Record<string, string> = {};
+      if (err.status === 503 || err.status === 429) {
+        const seconds = String(Math.max(1, Math.ceil(Number(err.details?.retryAfterMs ?? 1000) / 1000)));
+        headers['Retry-After'] = seconds;
+        if (err.status === 429) headers['X-RateLimit-Reset'] = seconds;
+      }
+      const body = { success: false, code: err.code, message: err.message, ...publicDetails(err.details) };
+      return c.json(body, err.status as 400, headers);
+    }
+    deps.onUnexpectedError?.(err);
+    metrics.rejected('internal', 1);
+    return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
+  }
+
+  // CORS: browsers (analytics.js) send text/plain to avoid a preflight, but other clients
+  // preflight. The preflight cannot name its source (no body, no credentials), so it is
+  // answered for any origin; the request itself is checked against the source's list.
+  app.use('/v1/*', async function cors(c, next) {
+    const origin = c.req.header('origin');
+    if (c.req.method === 'OPTIONS') {
+      return new Response(null, {
+        status: 204,
+        headers: {
+          'Access-Control-Allow-Origin': origin ?? '*',
+          'Access-Control-Allow-Methods': 'POST, GET, OPTIONS',
+          'Access-Control-Allow-Headers': c.req.header('access-control-request-headers') ?? 'Content-Type, Authorization',
+          'Access-Control-Max-Age': '86400',
+          Vary: 'Origin',
+        },
+      });
+    }
+    await next();
+    if (origin && !c.get('corsDenied')) {
+      c.res.headers.set('Access-Control-Allow-Origin', origin);
+      c.res.headers.append('Vary', 'Origin');
+    }
+  });
+
+  const tooLarge = (max: number) =>
+    bodyLimit({
+      maxSize: max,
+      onError: (c) => errorResponse(c as Context<Env>, new InputError('payload_too_large', `the request body is larger than ${max} bytes`)),
+    });
+
+  async function authenticate(c: Context<Env>, bodyKey: unknown): Promise<Source> {
+    const key = writeKeyFromHeader(c.req.header('authorization')) ?? (typeof bodyKey === 'string' && bodyKey ? bodyKey : undefined);
+    if (!key) throw new InputError('missing_write_key', 'send the write key as the Basic auth username, or as writeKey in the body', 401);
+    const source = await deps.sources.byWriteKey(key);
+    if (!source) throw new InputError('invalid_write_key', 'the write key matches no source', 401);
+    if (!source.enabled) throw new InputError('source_disabled', 'the source of this write key is disabled', 401);
+    const origin = c.req.header('origin');
+    if (origin && !source.allowedOrigins.includes('*') && !source.allowedOrigins.includes(origin)) {
+      c.set('corsDenied', true);
+      throw new InputError('origin_not_allowed', `origin ${origin} may not send to this source`, 403);
+    }
+    return source;
+  }
+
+  async function accept(c: Context<Env>, source: Source, valid: ValidMessage[], batch?: BatchRequest): Promise<Response> {
+    const bucket = source.rateLimit ?? deps.defaultRateLimit;
+    if (bucket && deps.limiter) {
+      const taken = await deps.limiter.take(`ratelimit:${source.id}`, bucket, valid.length);
+      if (!taken.allowed) {
+        throw new OrreryError('rate_limited', `source ${source.id} is over its rate limit`, {
+          status: 429,
+          retriable: true,
+          details: { retryAfterMs: taken.retryAfterMs },
+        });
+      }
+    }
+    const receivedAt = now();
+    const ip = deps.clientIp?.(c);
+    const batchSentAt = batch?.sentAt ? Date.parse(String(batch.sentAt)) : undefined;
+    const records: IngestRecord[] = new Array(valid.length);
+    for (let i = 0; i < valid.length; i++) {
+      const { key, envelope } = enrich(valid[i]!, {
+        sourceId: source.id,
+        receivedAt,
+        ip,
+        batchContext: batch?.context,
+        batchIntegrations: batch?.integrations,
+        batchSentAt: Number.isFinite(batchSentAt) ? batchSentAt : undefined,
+        newId,
+      });
+      // One serialisation per event; its length also enforces the per-event limit. The
+      // envelope adds a few hundred bytes to what the client sent, hence the slack.
+      const value = encodeEnvelope(envelope);
+      if (value.length > LIMITS.maxEventBytes + 1024) {
+        throw new InputError('event_too_large', `an event may be at most ${LIMITS.maxEventBytes} bytes`, 400, batch ? { index: i } : {});
+      }
+      records[i] = { key, value };
+    }
+    const started = now();
+    const via = await deps.handoff.send(records);
+    metrics.handedOff(String(via ?? 'bus'), now() - started);
+    metrics.accepted(source.id, records.length);
+    return c.json({ success: true });
+  }
+
+  for (const [path, type] of SINGLE) {
+    app.post(`/v1/${path}`, tooLarge(LIMITS.maxEventBytes), async function single(c) {
+      const body = parseJson(await c.req.text());
+      const source = await authenticate(c, (body as { writeKey?: unknown } | null)?.writeKey);
+      return accept(c, source, [validateMessage(body, { type })]);
+    });
+  }
+
+  for (const path of BATCH_PATHS) {
+    app.post(`/v1/${path}`, tooLarge(LIMITS.maxBatchBytes), async function batch(c) {
+      const body = parseJson(await c.req.text());
+      const parsed = BatchRequest.safeParse(body);
+      if (!parsed.success) throw new InputError('invalid_batch', 'the body must be an object with a "batch" array');
+      const source = await authenticate(c, parsed.data.writeKey);
+      const items = parsed.data.batch;
+      if (items.length === 0) throw new InputError('empty_batch', 'the batch holds no messages');
+      if (items.length > LIMITS.maxBatchEvents) {
+        throw new InputError('too_many_events', `a batch may hold at most ${LIMITS.maxBatchEvents} messages`, 400, { count: items.length });
+      }
+      // The whole batch is refused when any item is invalid, so a 2xx always means every
+      // event was taken; the error names the first offending index.
+      const valid = items.map((item, index) => validateMessage(item, { index }));
+      return accept(c, source, valid, parsed.data);
+    });
+  }
+
+  app.get('/v1/pixel/:type', async function pixel(c) {
+    const type = SINGLE.find(([p]) => p === c.req.param('type'))?.[1];
+    if (!type) throw new InputError('invalid_type', `unknown pixel type "${c.req.param('type')}"`, 400);
+    const data = c.req.query('data');
+    if (!data) throw new InputError('missing_data', 'the pixel needs ?data=<base64 JSON>');
+    if (data.length > ((LIMITS.maxEventBytes + 2) / 3) * 4 + 4) throw new InputError('payload_too_large', 'the pixel data is too large');
+    const body = parseJson(decodeBase64Utf8(data));
+    const source = await authenticate(c, (body as { writeKey?: unknown } | null)?.writeKey);
+    await accept(c, source, [validateMessage(body, { type })]);
+    return c.body(PIXEL_GIF, 200, { 'Content-Type': 'image/gif', 'Cache-Control': 'no-store, max-age=0' });
+  });
+
+  const openapi = buildOpenApi();
+  app.get('/openapi.json', (c) => c.json(openapi));
+
+  return app;
+}
+
+/** Basic auth with the write key as the username and an empty password. */
+function writeKeyFromHeader(header: string | undefined): string | undefined {
+  if (!header || !/^basic /i.test(header)) return undefined;
+  let decoded: string;
+  try {
+    decoded = atob(header.slice(6).trim());
+  } catch {
+    throw new InputError('invalid_authorization', 'the Basic credentials are not valid base64', 401);
+  }
+  const key = decoded.split(':')[0];
+  return key || undefined;
+}
+
+function decodeBase64Utf8(data: string): string {
+  try {
+    // Accept URL-safe base64 and missing padding: email templates produce both.
+    const b64 = data.replace(/-/g, '+').replace(/_/g, '/');
+    const binary = atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '='));
+    return new TextDecoder().decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
+  } catch {
+    throw new InputError('invalid_data', 'the pixel data is not valid base64');
+  }
+}
+
+/** Only machine-readable fields go back to the client (never a cause or a stack). */
+function publicDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!details) return {};
+  const { retryAfterMs: _internal, ...rest } = details;
+  return rest;
+}

@@ -1,0 +1,64 @@
+import { ENVELOPE_VERSION, eventKey, type Envelope } from '../core/envelope.ts';
+import type { ValidMessage } from './validate.ts';
+
+export interface EnrichContext {
+  sourceId: string;
+  /** When the request arrived. */
+  receivedAt: number;
+  /** The client address, when known; never overrides one the client set. */
+  ip: string | undefined;
+  /** Batch-level fields, merged under each item's own. */
+  batchContext?: Record<string, unknown> | null | undefined;
+  batchIntegrations?: Record<string, unknown> | null | undefined;
+  batchSentAt?: number | undefined;
+  newId: () => string;
+}
+
+/**
+ * Enriches a validated message into the envelope, as Segment does:
+ * - a `messageId` when absent;
+ * - `receivedAt`;
+ * - `originalTimestamp` is the client's timestamp, and when `sentAt` is known the
+ *   timestamp is corrected for the device's clock skew:
+ *   `timestamp = receivedAt − (sentAt − originalTimestamp)`;
+ * - `context.ip` from the connection, unless the client set one;
+ * - batch-level `context` and `integrations` merged under the item's own;
+ * - the `sourceId`; the write key is dropped.
+ * Pure: time, ids and the address come in through `ctx`.
+ */
+export function enrich(valid: ValidMessage, ctx: EnrichContext): { key: string; envelope: Envelope } {
+  const { msg } = valid;
+  const { writeKey: _dropped, ...rest } = msg;
+  const sentAt = valid.sentAt ?? ctx.batchSentAt;
+  const original = valid.timestamp;
+  const timestamp =
+    original === undefined ? ctx.receivedAt : sentAt === undefined ? original : ctx.receivedAt - (sentAt - original);
+
+  const context: Record<string, unknown> = { ...ctx.batchContext, ...msg.context };
+  if (context.ip === undefined && ctx.ip !== undefined) context.ip = ctx.ip;
+  const integrations = ctx.batchIntegrations || msg.integrations ? { ...ctx.batchIntegrations, ...msg.integrations } : undefined;
+
+  const envelope = {
+    ...stripNulls(rest),
+    v: ENVELOPE_VERSION,
+    sourceId: ctx.sourceId,
+    type: valid.type,
+    messageId: msg.messageId || ctx.newId(),
+    ...(valid.userId !== undefined ? { userId: valid.userId } : {}),
+    ...(valid.anonymousId !== undefined ? { anonymousId: valid.anonymousId } : {}),
+    context,
+    ...(integrations ? { integrations } : {}),
+    timestamp: new Date(timestamp).toISOString(),
+    ...(original !== undefined ? { originalTimestamp: new Date(original).toISOString() } : {}),
+    ...(sentAt !== undefined ? { sentAt: new Date(sentAt).toISOString() } : {}),
+    receivedAt: new Date(ctx.receivedAt).toISOString(),
+  } as Envelope;
+  return { key: eventKey(ctx.sourceId, envelope), envelope };
+}
+
+/** SDKs send explicit nulls for absent fields; the envelope leaves them out. */
+function stripNulls(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k in o) if (o[k] !== null && o[k] !== undefined) out[k] = o[k];
+  return out;
+}

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { BatchRequest, InboundMessage, LIMITS } from './validate.ts';
+
+const Success = z.object({ success: z.literal(true) });
+const ErrorBody = z.object({
+  success: z.literal(false),
+  code: z.string().describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_json, payload_too_large, invalid_write_key, rate_limited'),
+  message: z.string(),
+  index: z.number().int().optional().describe('for a batch: the offending message'),
+  field: z.string().optional(),
+});
+
+const CALLS = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
+const SHORT: Record<(typeof CALLS)[number], string> = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' };
+
+/**
+ * The OpenAPI 3.1 document of the ingest API, generated from the same zod schemas that
+ * validate requests, so the two cannot drift.
+ */
+export function buildOpenApi(): Record<string, unknown> {
+  const schema = (s: z.ZodType) => z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+  const errors = {
+    '400': { description: 'Invalid JSON, an invalid message, or a payload over the limits (as Segment)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '401': { description: 'Missing, unknown or disabled write key', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '403': { description: 'Origin not allowed for this source', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '429': { description: 'Over the source rate limit; see Retry-After and X-RateLimit-Reset (seconds)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '503': { description: 'Neither Kafka nor the local spool can take the events; retry after Retry-After', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+  };
+  const body = (ref: string) => ({
+    required: true,
+    content: {
+      'application/json': { schema: { $ref: `#/components/schemas/${ref}` } },
+      'text/plain': { schema: { $ref: `#/components/schemas/${ref}` } },
+    },
+  });
+  const ok = { '200': { description: 'Durable: acknowledged by Kafka, or fsync\'d to the local spool', content: { 'application/json': { schema: { $ref: '#/components/schemas/Success' } } } } };
+  const paths: Record<string, unknown> = {};
+  for (const call of CALLS) {
+    const op = { summary: `${call} call (at most ${LIMITS.maxEventBytes} bytes)`, tags: ['tracking'], requestBody: body('Message'), responses: { ...ok, ...errors } };
+    paths[`/v1/${call}`] = { post: { ...op, operationId: call } };
+    paths[`/v1/${SHORT[call]}`] = { post: { ...op, operationId: `${call}Short` } };
+  }
+  for (const path of ['batch', 'import', 'b']) {
+    paths[`/v1/${path}`] = {
+      post: {
+        operationId: path,
+        summary: `Many messages (at most ${LIMITS.maxBatchEvents} and ${LIMITS.maxBatchBytes} bytes; ${LIMITS.maxEventBytes} bytes each)`,
+        tags: ['tracking'],
+        requestBody: body('Batch'),
+        responses: { ...ok, ...errors },
+      },
+    };
+  }
+  paths['/v1/pixel/{type}'] = {
+    get: {
+      operationId: 'pixel',
+      summary: 'Tracking pixel: answers a 1×1 GIF',
+      tags: ['tracking'],
+      parameters: [
+        { name: 'type', in: 'path', required: true, schema: { enum: [...CALLS, ...Object.values(SHORT)] } },
+        { name: 'data', in: 'query', required: true, description: 'base64 of the message JSON, with writeKey', schema: { type: 'string' } },
+      ],
+      responses: { '200': { description: 'accepted', content: { 'image/gif': {} } }, ...errors },
+    },
+  };
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Orrery ingest (Segment HTTP Tracking API)', version: '1' },
+    components: {
+      securitySchemes: { writeKey: { type: 'http', scheme: 'basic', description: 'the write key as the username, empty password' } },
+      schemas: { Message: schema(InboundMessage), Batch: schema(BatchRequest), Success: schema(Success), Error: schema(ErrorBody) },
+    },
+    security: [{ writeKey: [] }],
+    paths,
+  };
+}

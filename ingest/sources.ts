@@ -1,0 +1,58 @@
+import type { SourceConfig } from '../core/config.ts';
+import type { TokenBucket } from '../core/cache/types.ts';
+
+/** What ingest needs to know about a source once its write key matched. */
+export interface Source {
+  id: string;
+  enabled: boolean;
+  /** `*` for any origin. */
+  allowedOrigins: readonly string[];
+  rateLimit: TokenBucket | undefined;
+}
+
+/**
+ * Maps a write key to its source. Implementations hold only hashes of keys. The config
+ * one is here; the Postgres-backed one (control plane, live updates) plugs in the same way.
+ */
+export interface SourceResolver {
+  byWriteKey(writeKey: string): Promise<Source | undefined>;
+}
+
+/** `sha256:` + hex SHA-256, with Web Crypto so it runs on any runtime. */
+export async function hashWriteKey(writeKey: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(writeKey));
+  let hex = '';
+  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, '0');
+  return `sha256:${hex}`;
+}
+
+/**
+ * Sources from the config file. Plain keys are hashed here and not kept.
+ *
+ * @example const sources = await createConfigSourceResolver(config.sources);
+ */
+export async function createConfigSourceResolver(sources: readonly SourceConfig[]): Promise<SourceResolver> {
+  const byHash = new Map<string, Source>();
+  for (const s of sources) {
+    const hash = s.writeKeyHash ?? (await hashWriteKey(s.writeKey!));
+    byHash.set(hash, {
+      id: s.id,
+      enabled: s.enabled,
+      allowedOrigins: s.allowedOrigins,
+      rateLimit: s.rateLimit ? { capacity: s.rateLimit.burst, refillPerSec: s.rateLimit.eventsPerSecond } : undefined,
+    });
+  }
+  // The hash of a key is computed once per key seen, not once per request.
+  const memo = new Map<string, string>();
+  return {
+    async byWriteKey(writeKey) {
+      let hash = memo.get(writeKey);
+      if (hash === undefined) {
+        hash = await hashWriteKey(writeKey);
+        if (memo.size > 10_000) memo.clear();
+        memo.set(writeKey, hash);
+      }
+      return byHash.get(hash);
+    },
+  };
+}
