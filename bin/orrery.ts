@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { Hono } from 'hono';
 import { parseArgs } from 'node:util';
 import { createAdapters } from '../core/adapters.ts';
 import { loadConfig, type Config } from '../core/config.ts';
@@ -8,6 +9,8 @@ import { createRegistry } from '../core/metrics.ts';
 import { createOpsRoutes } from '../core/ops.ts';
 import { listen, onShutdown } from '../core/serve.ts';
 import { coreTopicSpecs } from '../core/topics.ts';
+import type { Component, ComponentFactory } from '../core/component.ts';
+import { createIngestComponent } from '../ingest/main.ts';
 
 /**
  * The `orrery` command line: the one entry point of every Orrery process. Each command is
@@ -26,41 +29,64 @@ const COMMON_OPTIONS = `Options:
                         KAFKA_BROKERS, DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, …
   -h, --help            Show help for the command`;
 
-const COMPONENTS = ['ops'] as const;
+/** Components `orrery start` can run; with none named, all of them in one process. */
+const COMPONENTS: Record<string, ComponentFactory> = {
+  ingest: createIngestComponent,
+};
 
 const commands: Record<string, Command> = {
   start: {
     summary: 'Run Orrery (all components in one process, or one component)',
     usage: 'orrery start [component] [--config file]',
-    help: `Runs Orrery's services in one process, or one of them alone for production.
-Components: ${COMPONENTS.join(', ')} (more arrive with each stage).
-Every process serves /healthz, /readyz and /metrics on PORT (default 8080), logs JSON lines,
-and drains in-flight work on SIGTERM.`,
+    help: `Runs Orrery's components in one process, or one of them alone for production.
+Components: ${Object.keys(COMPONENTS).join(', ')}.
+The process serves the components' routes and /healthz, /readyz and /metrics on PORT
+(default 8080), logs JSON lines, and drains in-flight work on SIGTERM.`,
     async run(args, config) {
-      const component = args[0];
-      if (component !== undefined && !(COMPONENTS as readonly string[]).includes(component)) {
-        throw new ConfigError(`unknown component "${component}": choose one of ${COMPONENTS.join(', ')}`);
+      const names = args.length > 0 ? args : Object.keys(COMPONENTS);
+      for (const name of names) {
+        if (!COMPONENTS[name]) throw new ConfigError(`unknown component "${name}": choose from ${Object.keys(COMPONENTS).join(', ')}`);
       }
       const cfg = config();
       const logger = createLogger({ level: cfg.log.level });
+      logger.info({ components: names, node: process.version }, 'starting orrery');
       const adapters = createAdapters(cfg, logger);
-      if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
-      const registry = createRegistry({ service: component ?? 'orrery' });
+      const registry = createRegistry({ service: args.length === 1 ? names[0]! : 'orrery' });
+      const components: Component[] = [];
+      const stopAll = async () => {
+        for (const c of [...components].reverse()) await c.stop().catch((err: unknown) => logger.error({ err, component: c.name }, 'stop failed'));
+        await adapters.close();
+      };
+      try {
+        if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
+        for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters }));
+      } catch (err) {
+        await stopAll();
+        throw err;
+      }
+
       let draining = false;
-      const ops = createOpsRoutes({
-        registry,
-        isDraining: () => draining,
-        checks: {
-          ...(adapters.bus ? { bus: async () => ((await adapters.bus!.ping()) ? 'ok' : 'down') } : {}),
-          ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
-          cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
-        },
-      });
-      const server = await listen({ fetch: ops.fetch, host: cfg.http.host, port: cfg.http.port, logger });
+      const app = new Hono();
+      app.route(
+        '/',
+        createOpsRoutes({
+          registry,
+          isDraining: () => draining,
+          checks: {
+            ...(adapters.bus ? { bus: async () => ((await adapters.bus!.ping()) ? 'ok' : 'degraded') } : {}),
+            ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
+            cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
+            ...Object.fromEntries(components.flatMap((c) => Object.entries(c.checks ?? {}).map(([k, v]) => [`${c.name}.${k}`, v]))),
+          },
+        }),
+      );
+      for (const c of components) if (c.routes) app.route('/', c.routes);
+      const server = await listen({ fetch: app.fetch, host: cfg.http.host, port: cfg.http.port, logger });
       onShutdown(logger, async () => {
         draining = true;
+        // Stop taking requests first; requests in flight finish and get their answer.
         await server.close();
-        await adapters.close();
+        await stopAll();
       });
     },
   },
@@ -94,6 +120,7 @@ service also does this at start.`,
       const cfg = config();
       const shown = {
         ...cfg,
+        sources: cfg.sources.map(({ writeKey, ...s }) => (writeKey ? { ...s, writeKey: '[redacted]' } : s)),
         database: { url: cfg.database.url && redactUrl(cfg.database.url) },
         redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
       };

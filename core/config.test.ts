@@ -73,3 +73,21 @@ describe('loadConfig', () => {
     }).toThrow(TypeError);
   });
 });
+
+describe('examples/orrery.yaml', () => {
+  it('is a valid config', () => {
+    const path = new URL('../examples/orrery.yaml', import.meta.url).pathname;
+    const config = loadConfig({ configPath: path, env: {} });
+    expect(config.sources.map((s) => s.id)).toEqual(['website', 'backend']);
+    expect(config.kafka.brokers).toEqual(['127.0.0.1:9092']);
+  });
+});
+
+describe('sources', () => {
+  it('need exactly one of writeKey and writeKeyHash, and unique ids', () => {
+    const readFile = files({
+      '/s.yaml': `sources:\n  - id: a\n  - id: b\n    writeKey: wk_12345678\n  - id: b\n    writeKeyHash: sha256:${'0'.repeat(64)}\n`,
+    });
+    expect(() => loadConfig({ configPath: '/s.yaml', readFile })).toThrow(/sources\.0.*exactly one of writeKey and writeKeyHash[\s\S]*sources\.2\.id.*duplicate source id "b"/);
+  });
+});

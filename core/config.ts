@@ -88,7 +88,16 @@ export const ConfigSchema = z.strictObject({
         .prefault({ eventsPerSecond: 5_000, burst: 20_000 }),
     })
     .prefault({}),
-  sources: z.array(SourceConfig).default([]),
+  sources: z
+    .array(SourceConfig)
+    .default([])
+    .superRefine((sources, ctx) => {
+      const seen = new Set<string>();
+      sources.forEach((s, i) => {
+        if (seen.has(s.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate source id "${s.id}"` });
+        seen.add(s.id);
+      });
+    }),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;

@@ -8,7 +8,7 @@ import { createConfigSourceResolver, hashWriteKey } from './sources.ts';
 const KEY = 'wk_test_1234567890';
 const RECEIVED = Date.parse('2026-11-27T12:00:00.000Z');
 
-async function setup(over: Partial<IngestDeps> & { sources?: Parameters<typeof createConfigSourceResolver>[0] } = {}) {
+async function setup(over: Partial<Omit<IngestDeps, 'sources'>> & { sources?: Parameters<typeof createConfigSourceResolver>[0] } = {}) {
   const sent: IngestRecord[][] = [];
   const sources = await createConfigSourceResolver(
     over.sources ?? [
@@ -29,7 +29,7 @@ async function setup(over: Partial<IngestDeps> & { sources?: Parameters<typeof c
     clientIp: () => '203.0.113.7',
     ...over,
     sources,
-  });
+  } as IngestDeps);
   const events = () => sent.flat().map((r) => ({ key: r.key, envelope: (decodeEnvelope(r.value) as { envelope: Envelope }).envelope }));
   return { app, sent, events };
 }

@@ -18,7 +18,11 @@ export interface KafkaBusOptions {
   brokers: string[];
   clientId: string;
   logger: Logger;
-  /** kafkajs retry settings for connections and requests; defaults are kafkajs's. */
+  /**
+   * kafkajs retry settings for connections and requests. The default gives up within a few
+   * seconds, so that callers with a fallback (ingest's spool) learn of an outage quickly;
+   * kafkajs's own default keeps a produce hanging for a minute or more.
+   */
   retry?: KafkaRetryOptions;
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -37,6 +41,8 @@ interface Pending {
   resolve: () => void;
   reject: (err: unknown) => void;
 }
+
+const DEFAULT_RETRY: KafkaRetryOptions = { retries: 4, initialRetryTime: 100, maxRetryTime: 2_000 };
 
 const KAFKAJS_TO_PINO: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [KafkaLogLevel.ERROR]: 'error',
@@ -102,7 +108,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
     brokers: opts.brokers,
     connectionTimeout: opts.connectionTimeoutMs ?? 3_000,
     requestTimeout: opts.requestTimeoutMs ?? 30_000,
-    ...(opts.retry ? { retry: opts.retry } : {}),
+    retry: opts.retry ?? DEFAULT_RETRY,
     logLevel: KafkaLogLevel.WARN,
     logCreator: () =>
       function kafkajsToPino({ level, log: entry }: LogEntry) {
@@ -127,7 +133,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
         createPartitioner: Partitioners.DefaultPartitioner,
-        ...(opts.retry ? { retry: opts.retry } : {}),
+        retry: opts.retry ?? DEFAULT_RETRY,
       });
       try {
         await p.connect();
@@ -183,9 +189,12 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           await prod.sendBatch({ topicMessages: [...byTopic.values()], acks: -1 });
           for (const p of batch) p.resolve();
         } catch (err) {
-          log.warn({ err, calls: batch.length }, 'produce failed');
+          // Calls queued behind a failed write fail with it: sent on the next producer,
+          // they could land before the failed ones are retried, and break per-key order.
+          const behind = queue.splice(0);
+          log.warn({ err, calls: batch.length + behind.length }, 'produce failed');
           await resetProducer();
-          for (const p of batch) p.reject(wrapProduceError(err, p.topic));
+          for (const p of [...batch, ...behind]) p.reject(wrapProduceError(err, p.topic));
         }
       }
     } finally {
@@ -226,7 +235,8 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       const consumer: Consumer = kafka.consumer({
         groupId: c.group,
         allowAutoTopicCreation: false,
-        ...(opts.retry ? { retry: opts.retry } : {}),
+        // Consumers keep trying for longer: they have nothing better to do than wait.
+        retry: opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
       });
       let joined!: () => void;
       const ready = new Promise<void>((resolve) => (joined = resolve));

@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './index.ts';
+
+const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface OrreryProcess {
+  url: string;
+  child: ChildProcess;
+  /** Every JSON log line so far. */
+  logs: Array<Record<string, unknown>>;
+  /** SIGTERM, then wait for the exit; returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Runs `orrery <args>` as a real process (the CLI, as a user would), waits until /readyz
+ * answers (any status: readiness itself is what tests look at), and collects its logs.
+ */
+export async function startOrrery(args: string[], env: Record<string, string>): Promise<OrreryProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  let buffer = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ raw: line });
+      }
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = once(child, 'exit');
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`orrery exited with ${child.exitCode}: ${stderr}`);
+        const res = await fetch(`${url}/healthz`);
+        return res.ok;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, what: `orrery ${args.join(' ')} to listen` },
+    );
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}\nstderr: ${stderr}\nlogs: ${JSON.stringify(logs.slice(-10))}`);
+  }
+  return {
+    url,
+    child,
+    logs,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}
