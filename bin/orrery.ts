@@ -120,7 +120,7 @@ service also does this at start.`,
       const cfg = config();
       const shown = {
         ...cfg,
-        sources: cfg.sources.map(({ writeKey, ...s }) => (writeKey ? { ...s, writeKey: '[redacted]' } : s)),
+        sources: cfg.sources.map((s) => ({ ...s, writeKeys: s.writeKeys.map(() => '[redacted]') })),
         database: { url: cfg.database.url && redactUrl(cfg.database.url) },
         redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
       };

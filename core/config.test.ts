@@ -84,10 +84,15 @@ describe('examples/orrery.yaml', () => {
 });
 
 describe('sources', () => {
-  it('need exactly one of writeKey and writeKeyHash, and unique ids', () => {
+  it('take the minimum shape users write: id and writeKeys', () => {
+    const readFile = files({ '/m.yaml': 'sources:\n  - id: web\n    writeKeys: [demo-write-key]\n' });
+    expect(loadConfig({ configPath: '/m.yaml', readFile }).sources[0]).toMatchObject({ id: 'web', writeKeys: ['demo-write-key'], enabled: true });
+  });
+
+  it('need at least one key, and unique ids', () => {
     const readFile = files({
-      '/s.yaml': `sources:\n  - id: a\n  - id: b\n    writeKey: wk_12345678\n  - id: b\n    writeKeyHash: sha256:${'0'.repeat(64)}\n`,
+      '/s.yaml': `sources:\n  - id: a\n  - id: b\n    writeKeys: [wk_12345678]\n  - id: b\n    writeKeyHashes: ["sha256:${'0'.repeat(64)}"]\n`,
     });
-    expect(() => loadConfig({ configPath: '/s.yaml', readFile })).toThrow(/sources\.0.*exactly one of writeKey and writeKeyHash[\s\S]*sources\.2\.id.*duplicate source id "b"/);
+    expect(() => loadConfig({ configPath: '/s.yaml', readFile })).toThrow(/sources\.0.*at least one write key[\s\S]*sources\.2\.id.*duplicate source id "b"/);
   });
 });

@@ -20,13 +20,10 @@ export const SourceConfig = z
   .strictObject({
     id: z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'use [a-zA-Z0-9._-], at most 100 characters'),
     name: z.string().optional(),
-    /** The key itself; hashed at load and never logged. Prefer writeKeyHash in files. */
-    writeKey: z.string().min(8, 'write keys have at least 8 characters').optional(),
-    /** `sha256:` and the hex SHA-256 of the write key. */
-    writeKeyHash: z
-      .string()
-      .regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256: followed by 64 hex digits')
-      .optional(),
+    /** The keys themselves (several during a rotation); hashed at load and never logged. */
+    writeKeys: z.array(z.string().min(8, 'write keys have at least 8 characters')).default([]),
+    /** `sha256:` and the hex SHA-256 of each key: keeps keys out of config files. */
+    writeKeyHashes: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256: followed by 64 hex digits')).default([]),
     enabled: z.boolean().default(true),
     /** Browser origins allowed to send with this key; `*` allows any. */
     allowedOrigins: z.array(z.string().min(1)).default(['*']),
@@ -34,8 +31,8 @@ export const SourceConfig = z
       .strictObject({ eventsPerSecond: z.number().positive(), burst: z.number().int().positive() })
       .optional(),
   })
-  .refine((s) => (s.writeKey === undefined) !== (s.writeKeyHash === undefined), {
-    message: 'give exactly one of writeKey and writeKeyHash',
+  .refine((s) => s.writeKeys.length + s.writeKeyHashes.length > 0, {
+    message: 'give at least one write key, in writeKeys or writeKeyHashes',
   });
 export type SourceConfig = z.infer<typeof SourceConfig>;
 

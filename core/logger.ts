@@ -9,6 +9,9 @@ export type { Logger };
 export const REDACT_PATHS = [
   'writeKey',
   '*.writeKey',
+  'writeKeys',
+  '*.writeKeys',
+  '*.*.writeKeys',
   'password',
   '*.password',
   'secret',

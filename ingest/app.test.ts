@@ -12,9 +12,9 @@ async function setup(over: Partial<Omit<IngestDeps, 'sources'>> & { sources?: Pa
   const sent: IngestRecord[][] = [];
   const sources = await createConfigSourceResolver(
     over.sources ?? [
-      { id: 'web', writeKey: KEY, enabled: true, allowedOrigins: ['*'] },
-      { id: 'off', writeKey: 'wk_disabled_123', enabled: false, allowedOrigins: ['*'] },
-      { id: 'shop', writeKeyHash: await hashWriteKey('wk_shop_12345'), enabled: true, allowedOrigins: ['https://shop.example'] },
+      { id: 'web', writeKeys: [KEY], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] },
+      { id: 'off', writeKeys: ['wk_disabled_123'], writeKeyHashes: [], enabled: false, allowedOrigins: ['*'] },
+      { id: 'shop', writeKeys: [], writeKeyHashes: [await hashWriteKey('wk_shop_12345')], enabled: true, allowedOrigins: ['https://shop.example'] },
     ],
   );
   const app = createIngestApp({
@@ -353,7 +353,7 @@ describe('ingest: rate limits and hand-off failures', () => {
     const { app } = await setup({
       limiter: createMemoryCache(),
       defaultRateLimit: { capacity: 1, refillPerSec: 0.001 },
-      sources: [{ id: 'big', writeKey: KEY, enabled: true, allowedOrigins: ['*'], rateLimit: { eventsPerSecond: 1000, burst: 1000 } }],
+      sources: [{ id: 'big', writeKeys: [KEY], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'], rateLimit: { eventsPerSecond: 1000, burst: 1000 } }],
     });
     for (let i = 0; i < 5; i++) expect((await post(app, '/v1/track', { userId: 'u', event: 'E' })).status).toBe(200);
   });

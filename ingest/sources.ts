@@ -1,4 +1,5 @@
 import type { SourceConfig } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { TokenBucket } from '../core/cache/types.ts';
 
 /** What ingest needs to know about a source once its write key matched. */
@@ -34,13 +35,18 @@ export async function hashWriteKey(writeKey: string): Promise<string> {
 export async function createConfigSourceResolver(sources: readonly SourceConfig[]): Promise<SourceResolver> {
   const byHash = new Map<string, Source>();
   for (const s of sources) {
-    const hash = s.writeKeyHash ?? (await hashWriteKey(s.writeKey!));
-    byHash.set(hash, {
+    const source: Source = {
       id: s.id,
       enabled: s.enabled,
       allowedOrigins: s.allowedOrigins,
       rateLimit: s.rateLimit ? { capacity: s.rateLimit.burst, refillPerSec: s.rateLimit.eventsPerSecond } : undefined,
-    });
+    };
+    const hashes = [...s.writeKeyHashes, ...(await Promise.all(s.writeKeys.map(hashWriteKey)))];
+    for (const hash of hashes) {
+      const other = byHash.get(hash);
+      if (other && other.id !== s.id) throw new ConfigError(`sources ${other.id} and ${s.id} share a write key`);
+      byHash.set(hash, source);
+    }
   }
   // The hash of a key is computed once per key seen, not once per request.
   const memo = new Map<string, string>();

@@ -30,7 +30,7 @@ describe('ingest against real Kafka', () => {
   beforeAll(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'orrery-ingest-'));
     const config = join(dir, 'orrery.yaml');
-    await writeFile(config, `sources:\n  - id: it-web\n    writeKey: ${writeKey}\n    allowedOrigins: ['*']\n`);
+    await writeFile(config, `sources:\n  - id: it-web\n    writeKeys: [${writeKey}]\n    allowedOrigins: ['*']\n`);
     orrery = await startOrrery(['start', 'ingest'], {
       ORRERY_CONFIG: config,
       INGEST_SPOOL_DIR: join(dir, 'spool'),
