@@ -96,3 +96,39 @@ describe('sources', () => {
     expect(() => loadConfig({ configPath: '/s.yaml', readFile })).toThrow(/sources\.0.*at least one write key[\s\S]*sources\.2\.id.*duplicate source id "b"/);
   });
 });
+
+describe('destinations and routes', () => {
+  it('take the minimum shape from the router issue, with type-specific fields at the top level', () => {
+    const readFile = files({
+      '/r.yaml': `sources:
+  - id: web
+    writeKeys: [demo-write-key]
+destinations:
+  - id: hook
+    type: webhook
+    url: http://127.0.0.1:9999/collect
+routes:
+  - source: web
+    destination: hook
+    filter: { types: [track, page] }
+`,
+    });
+    const config = loadConfig({ configPath: '/r.yaml', readFile });
+    expect(config.destinations[0]).toMatchObject({ id: 'hook', type: 'webhook', url: 'http://127.0.0.1:9999/collect', enabled: true });
+    expect(config.routes[0]).toMatchObject({ source: 'web', destination: 'hook', filter: { types: ['track', 'page'] }, transforms: [] });
+  });
+
+  it('refuses routes to unknown sources or destinations, and bad conditions', () => {
+    const readFile = files({
+      '/r.yaml': `sources: [{id: web, writeKeys: [demo-write-key]}]
+destinations: [{id: hook, type: webhook}]
+routes:
+  - {source: app, destination: hook}
+  - {source: web, destination: nowhere}
+`,
+    });
+    expect(() => loadConfig({ configPath: '/r.yaml', readFile })).toThrow(/routes\.0\.source.*no source "app"[\s\S]*routes\.1\.destination.*no destination "nowhere"/);
+    const bad = files({ '/b.yaml': `routes: [{source: a, destination: b, filter: {where: [{field: x, op: matches, value: "("}]}}]\n` });
+    expect(() => loadConfig({ configPath: '/b.yaml', readFile: bad })).toThrow(/not a valid regular expression/);
+  });
+});

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { ControlPlaneConfig } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
+
+export type { SourceConfig } from './control-plane.ts';
 
 /**
  * Orrery's configuration: defaults, then an optional YAML file (`--config` or
@@ -14,27 +17,6 @@ const hostPort = z
   .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9092');
 
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
-
-/** A tracking source: the write key SDKs send maps to it. */
-export const SourceConfig = z
-  .strictObject({
-    id: z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'use [a-zA-Z0-9._-], at most 100 characters'),
-    name: z.string().optional(),
-    /** The keys themselves (several during a rotation); hashed at load and never logged. */
-    writeKeys: z.array(z.string().min(8, 'write keys have at least 8 characters')).default([]),
-    /** `sha256:` and the hex SHA-256 of each key: keeps keys out of config files. */
-    writeKeyHashes: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256: followed by 64 hex digits')).default([]),
-    enabled: z.boolean().default(true),
-    /** Browser origins allowed to send with this key; `*` allows any. */
-    allowedOrigins: z.array(z.string().min(1)).default(['*']),
-    rateLimit: z
-      .strictObject({ eventsPerSecond: z.number().positive(), burst: z.number().int().positive() })
-      .optional(),
-  })
-  .refine((s) => s.writeKeys.length + s.writeKeyHashes.length > 0, {
-    message: 'give at least one write key, in writeKeys or writeKeyHashes',
-  });
-export type SourceConfig = z.infer<typeof SourceConfig>;
 
 export const ConfigSchema = z.strictObject({
   log: z.strictObject({ level: LogLevel.default('info') }).prefault({}),
@@ -85,16 +67,13 @@ export const ConfigSchema = z.strictObject({
         .prefault({ eventsPerSecond: 5_000, burst: 20_000 }),
     })
     .prefault({}),
-  sources: z
-    .array(SourceConfig)
-    .default([])
-    .superRefine((sources, ctx) => {
-      const seen = new Set<string>();
-      sources.forEach((s, i) => {
-        if (seen.has(s.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate source id "${s.id}"` });
-        seen.add(s.id);
-      });
-    }),
+  sources: ControlPlaneConfig.shape.sources,
+  destinations: ControlPlaneConfig.shape.destinations,
+  routes: ControlPlaneConfig.shape.routes,
+}).superRefine((cfg, ctx) => {
+  // Cross-references (unique ids, routes naming known sources and destinations).
+  const checked = ControlPlaneConfig.safeParse({ sources: cfg.sources, destinations: cfg.destinations, routes: cfg.routes });
+  if (!checked.success) for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
