@@ -8,9 +8,15 @@ import { createLogger, redactUrl } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
 import { createOpsRoutes } from '../core/ops.ts';
 import { listen, onShutdown } from '../core/serve.ts';
-import { coreTopicSpecs } from '../core/topics.ts';
+import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
 import { createIngestComponent } from '../ingest/main.ts';
+import { createRouterComponent } from '../router/main.ts';
+import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
+import { createStaticControlPlane } from '../core/control-plane-static.ts';
+import type { ControlPlaneSource } from '../core/control-plane-source.ts';
+import type { Adapters } from '../core/adapters.ts';
+import type { Logger } from '../core/logger.ts';
 
 /**
  * The `orrery` command line: the one entry point of every Orrery process. Each command is
@@ -32,7 +38,26 @@ const COMMON_OPTIONS = `Options:
 /** Components `orrery start` can run; with none named, all of them in one process. */
 const COMPONENTS: Record<string, ComponentFactory> = {
   ingest: createIngestComponent,
+  router: createRouterComponent,
 };
+
+/**
+ * The control plane: in Postgres when a database is configured (seeded from the config
+ * file, live changes), else the config file itself (changes need a restart).
+ */
+async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger): Promise<ControlPlaneSource> {
+  const seed = { sources: [...cfg.sources], destinations: [...cfg.destinations], routes: [...cfg.routes] };
+  const log = logger.child({ component: 'control-plane' });
+  if (!adapters.store) {
+    log.info({ adapter: 'config-file', default: true }, 'control plane: the config file (set DATABASE_URL for live changes)');
+    return createStaticControlPlane(seed);
+  }
+  // An empty seed never replaces what the database holds: a missing file is not a wish to delete everything.
+  if (seed.sources.length + seed.destinations.length + seed.routes.length > 0) await seedControlPlane(adapters.store, seed, logger);
+  const cp = await createPgControlPlane({ store: adapters.store, logger });
+  log.info({ adapter: 'postgres', version: cp.current().version }, 'control plane: PostgreSQL');
+  return cp;
+}
 
 const commands: Record<string, Command> = {
   start: {
@@ -53,13 +78,17 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
       const adapters = createAdapters(cfg, logger);
       const registry = createRegistry({ service: args.length === 1 ? names[0]! : 'orrery' });
       const components: Component[] = [];
+      const topics = topicNames(cfg.kafka.topicPrefix);
+      let controlPlane: ControlPlaneSource | undefined;
       const stopAll = async () => {
         for (const c of [...components].reverse()) await c.stop().catch((err: unknown) => logger.error({ err, component: c.name }, 'stop failed'));
+        await controlPlane?.close();
         await adapters.close();
       };
       try {
-        if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
-        for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters }));
+        if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(topics, cfg.kafka.topics));
+        controlPlane = await openControlPlane(cfg, adapters, logger);
+        for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane }));
       } catch (err) {
         await stopAll();
         throw err;
@@ -93,7 +122,7 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
   topics: {
     summary: "Create Orrery's Kafka topics (broker auto-create stays off)",
     usage: 'orrery topics create [--config file]',
-    help: `Creates the topics that are missing (${coreTopicSpecs({ partitions: 1, replicationFactor: 1 })
+    help: `Creates the topics that are missing (${coreTopicSpecs(Topics, { partitions: 1, replicationFactor: 1 })
       .map((t) => t.topic)
       .join(', ')}), with kafka.topics.partitions and
 kafka.topics.replicationFactor from the config. Existing topics are left alone. Every
@@ -105,7 +134,7 @@ service also does this at start.`,
       const adapters = createAdapters(cfg, logger);
       try {
         if (!adapters.bus) throw new ConfigError('no Kafka configured: set KAFKA_BROKERS');
-        await adapters.bus.ensureTopics(coreTopicSpecs(cfg.kafka.topics));
+        await adapters.bus.ensureTopics(coreTopicSpecs(topicNames(cfg.kafka.topicPrefix), cfg.kafka.topics));
       } finally {
         await adapters.close();
       }

@@ -1,9 +1,11 @@
 import type { Hono } from 'hono';
 import type { Adapters } from './adapters.ts';
 import type { Config } from './config.ts';
+import type { ControlPlaneSource } from './control-plane-source.ts';
 import type { Logger } from './logger.ts';
 import type { Registry } from './metrics.ts';
 import type { ReadinessCheck } from './ops.ts';
+import type { TopicNames } from './topics.ts';
 
 /**
  * A part of Orrery that `orrery start` can run (ingest, router, sinks, …), alone or with
@@ -26,6 +28,10 @@ export interface ComponentContext {
   logger: Logger;
   registry: Registry;
   adapters: Adapters;
+  /** Topic names under the configured prefix. */
+  topics: TopicNames;
+  /** Sources, destinations and routes, live. */
+  controlPlane: ControlPlaneSource;
 }
 
 export type ComponentFactory = (ctx: ComponentContext) => Promise<Component>;

@@ -31,6 +31,8 @@ export const ConfigSchema = z.strictObject({
       /** Absent: no Kafka is configured (later: the embedded bus). */
       brokers: z.array(hostPort).min(1).optional(),
       clientId: z.string().min(1).default('orrery'),
+      /** Prefix of every topic name, so that installations can share a cluster. */
+      topicPrefix: z.string().regex(/^[a-zA-Z0-9._-]{1,50}$/, 'use [a-zA-Z0-9._-], at most 50 characters').default('orrery'),
       topics: z
         .strictObject({
           partitions: z.coerce.number().int().min(1).max(1000).default(6),
@@ -67,6 +69,13 @@ export const ConfigSchema = z.strictObject({
         .prefault({ eventsPerSecond: 5_000, burst: 20_000 }),
     })
     .prefault({}),
+  router: z
+    .strictObject({
+      group: z.string().min(1).default('orrery-router'),
+      /** How long a messageId is remembered for dedup (Segment keeps 24 h). */
+      dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
+    })
+    .prefault({}),
   sources: ControlPlaneConfig.shape.sources,
   destinations: ControlPlaneConfig.shape.destinations,
   routes: ControlPlaneConfig.shape.routes,
@@ -85,12 +94,15 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'PORT', path: ['http', 'port'] },
   { env: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], list: true },
   { env: 'KAFKA_CLIENT_ID', path: ['kafka', 'clientId'] },
+  { env: 'KAFKA_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
   { env: 'KAFKA_TOPIC_PARTITIONS', path: ['kafka', 'topics', 'partitions'] },
   { env: 'KAFKA_REPLICATION_FACTOR', path: ['kafka', 'topics', 'replicationFactor'] },
   { env: 'DATABASE_URL', path: ['database', 'url'] },
   { env: 'REDIS_URL', path: ['redis', 'url'] },
   { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
   { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
+  { env: 'ROUTER_GROUP', path: ['router', 'group'] },
+  { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
 ];
 
 export interface LoadConfigOptions {

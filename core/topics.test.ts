@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.ts';
-import { coreTopicSpecs, Topics } from './topics.ts';
+import { coreTopicSpecs, topicNames, Topics } from './topics.ts';
 
 describe('topics', () => {
   it('names the raw, dlq and destination topics', () => {
@@ -15,7 +15,9 @@ describe('topics', () => {
   });
 
   it('core specs carry the configured partitions and replication', () => {
-    expect(coreTopicSpecs({ partitions: 4, replicationFactor: 1 })).toEqual([
+    expect(topicNames('acme').raw).toBe('acme.events.raw');
+    expect(() => topicNames('a b')).toThrow(ConfigError);
+    expect(coreTopicSpecs(Topics, { partitions: 4, replicationFactor: 1 })).toEqual([
       { topic: 'orrery.events.raw', numPartitions: 4, replicationFactor: 1 },
       { topic: 'orrery.events.dlq', numPartitions: 4, replicationFactor: 1 },
     ]);

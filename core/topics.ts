@@ -2,18 +2,21 @@ import { ConfigError } from './errors.ts';
 
 /**
  * Every Kafka topic name Orrery uses, in one place. Orrery creates its topics itself at
- * start (see `ensureTopics` on the bus); broker auto-create stays off.
+ * start (`ensureTopics` on the bus); broker auto-create stays off.
+ *
+ * The prefix (`kafka.topicPrefix`, default `orrery`) lets several installations (or test
+ * runs) share one cluster.
  */
-export const TOPIC_PREFIX = 'orrery';
-
-export const Topics = {
+export interface TopicNames {
   /** Everything ingest accepted, as envelopes, keyed by `sourceId:userId|anonymousId`. */
-  raw: `${TOPIC_PREFIX}.events.raw`,
+  raw: string;
   /** Poison events and events no stage could handle, with the reason in headers. */
-  dlq: `${TOPIC_PREFIX}.events.dlq`,
+  dlq: string;
   /** One topic per destination, same key as raw. */
-  destination: (destinationId: string): string => `${TOPIC_PREFIX}.dest.${assertTopicSafe(destinationId)}`,
-} as const;
+  destination(destinationId: string): string;
+}
+
+export const DEFAULT_TOPIC_PREFIX = 'orrery';
 
 /** Kafka topic names allow [a-zA-Z0-9._-], at most 249 characters. */
 const LEGAL = /^[a-zA-Z0-9._-]+$/;
@@ -24,6 +27,19 @@ export function assertTopicSafe(part: string): string {
   }
   return part;
 }
+
+
+export function topicNames(prefix: string = DEFAULT_TOPIC_PREFIX): TopicNames {
+  assertTopicSafe(prefix);
+  return {
+    raw: `${prefix}.events.raw`,
+    dlq: `${prefix}.events.dlq`,
+    destination: (destinationId: string): string => `${prefix}.dest.${assertTopicSafe(destinationId)}`,
+  };
+}
+
+/** The names with the default prefix. */
+export const Topics: TopicNames = topicNames();
 
 export interface TopicSpec {
   topic: string;
@@ -38,8 +54,8 @@ export interface TopicSettings {
 }
 
 /** The topics every Orrery installation has, whatever its destinations. */
-export function coreTopicSpecs(settings: TopicSettings): TopicSpec[] {
-  return [Topics.raw, Topics.dlq].map((topic) => ({
+export function coreTopicSpecs(names: TopicNames, settings: TopicSettings): TopicSpec[] {
+  return [names.raw, names.dlq].map((topic) => ({
     topic,
     numPartitions: settings.partitions,
     replicationFactor: settings.replicationFactor,

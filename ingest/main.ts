@@ -4,10 +4,9 @@ import type { Context } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { Registry } from '../core/metrics.ts';
-import { Topics } from '../core/topics.ts';
 import { createIngestApp, type IngestMetrics } from './app.ts';
 import { createHandoff, type Handoff, type HandoffEvent } from './handoff.ts';
-import { createConfigSourceResolver } from './sources.ts';
+import { createLiveSourceResolver } from './sources.ts';
 import { createSpool } from './spool.ts';
 
 /**
@@ -26,14 +25,14 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   const handoff: Handoff = createHandoff({
     bus: adapters.bus,
     spool,
-    topic: Topics.raw,
+    topic: ctx.topics.raw,
     timeoutMs: config.ingest.produceTimeoutMs,
     logger: log,
     onEvent: metrics.onHandoffEvent,
   });
   if (handoff.spoolDepth() > 0) log.warn({ records: handoff.spoolDepth() }, 'spool holds events from an earlier run: replaying them');
-  const sources = await createConfigSourceResolver(config.sources);
-  log.info({ sources: config.sources.length, spool: config.ingest.spool.dir }, 'ingest ready');
+  const sources = await createLiveSourceResolver(ctx.controlPlane, (err) => log.error({ err }, 'could not apply the new sources'));
+  log.info({ sources: ctx.controlPlane.current().sources.length, spool: config.ingest.spool.dir }, 'ingest ready');
 
   const trustProxy = config.ingest.trustProxy;
   const app = createIngestApp({
@@ -53,6 +52,7 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
       handoff: async () => (handoff.state() === 'ok' ? 'ok' : { status: 'degraded', detail: `spooling: ${handoff.spoolDepth()} events on disk` }),
     },
     async stop() {
+      sources.close();
       await handoff.close();
       await spool.close();
     },

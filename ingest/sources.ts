@@ -27,12 +27,7 @@ export async function hashWriteKey(writeKey: string): Promise<string> {
   return `sha256:${hex}`;
 }
 
-/**
- * Sources from the config file. Plain keys are hashed here and not kept.
- *
- * @example const sources = await createConfigSourceResolver(config.sources);
- */
-export async function createConfigSourceResolver(sources: readonly SourceConfig[]): Promise<SourceResolver> {
+async function buildIndex(sources: readonly SourceConfig[]): Promise<Map<string, Source>> {
   const byHash = new Map<string, Source>();
   for (const s of sources) {
     const source: Source = {
@@ -48,6 +43,10 @@ export async function createConfigSourceResolver(sources: readonly SourceConfig[
       byHash.set(hash, source);
     }
   }
+  return byHash;
+}
+
+function resolverOver(index: () => Map<string, Source>): SourceResolver {
   // The hash of a key is computed once per key seen, not once per request.
   const memo = new Map<string, string>();
   return {
@@ -58,7 +57,35 @@ export async function createConfigSourceResolver(sources: readonly SourceConfig[
         if (memo.size > 10_000) memo.clear();
         memo.set(writeKey, hash);
       }
-      return byHash.get(hash);
+      return index().get(hash);
     },
   };
+}
+
+/**
+ * Sources from a fixed list (the config file). Plain keys are hashed here and not kept.
+ *
+ * @example const sources = await createConfigSourceResolver(config.sources);
+ */
+export async function createConfigSourceResolver(sources: readonly SourceConfig[]): Promise<SourceResolver> {
+  const index = await buildIndex(sources);
+  return resolverOver(() => index);
+}
+
+/**
+ * Sources from the live control plane: a new key, a disabled source or a changed origin
+ * list takes effect without a restart. A change that cannot be indexed (two sources share
+ * a key) is logged and the previous index stays.
+ *
+ * @example const sources = await createLiveSourceResolver(controlPlane, (err) => log.error({ err }));
+ */
+export async function createLiveSourceResolver(
+  controlPlane: { current(): { sources: readonly SourceConfig[] }; subscribe(cb: (s: { sources: readonly SourceConfig[] }) => void): () => void },
+  onError: (err: unknown) => void,
+): Promise<SourceResolver & { close(): void }> {
+  let index = await buildIndex(controlPlane.current().sources);
+  const unsubscribe = controlPlane.subscribe((snapshot) => {
+    buildIndex(snapshot.sources).then((next) => (index = next), onError);
+  });
+  return { ...resolverOver(() => index), close: unsubscribe };
 }

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from '../core/bus/types.ts';
 import type { ControlPlaneSnapshot } from '../core/control-plane.ts';
 import type { Envelope } from '../core/envelope.ts';
-import { Topics } from '../core/topics.ts';
 import { dedup, dedupKey } from './steps/dedup.ts';
 import { applyFilter } from './steps/filter.ts';
 import { integrationAllows, matchRoutes } from './steps/match-routes.ts';
@@ -11,7 +10,6 @@ import { applyTransforms } from './steps/transform.ts';
 
 export interface RoutedOutput {
   destinationId: string;
-  topic: string;
   envelope: Envelope;
 }
 
@@ -31,10 +29,12 @@ export type Outcome =
  */
 export function routeEvent(message: IncomingMessage, snapshot: ControlPlaneSnapshot, seen: ReadonlySet<string>, routedAt: string): Outcome {
   const parsed = parse(message);
-  if (parsed.kind === 'dlq' || parsed.kind === 'drop') return parsed;
-  if (parsed.kind !== 'ok') return { kind: 'dlq', reason: 'unexpected_step_result', error: parsed.kind };
-  const env = parsed.value;
+  if (parsed.kind !== 'ok') return parsed.kind === 'dlq' || parsed.kind === 'drop' ? parsed : { kind: 'dlq', reason: 'unexpected_step_result', error: parsed.kind };
+  return routeEnvelope(parsed.value, snapshot, seen, routedAt);
+}
 
+/** The pipeline after parsing, for callers that parsed already (the handler, per batch). */
+export function routeEnvelope(env: Envelope, snapshot: ControlPlaneSnapshot, seen: ReadonlySet<string>, routedAt: string): Outcome {
   const source = resolveSource(env, snapshot);
   if (source.kind === 'dlq' || source.kind === 'drop') return source;
 
@@ -60,7 +60,6 @@ export function routeEvent(message: IncomingMessage, snapshot: ControlPlaneSnaps
     const transformed = applyTransforms(env, route.transforms);
     outputs.push({
       destinationId: destination.id,
-      topic: Topics.destination(destination.id),
       envelope: { ...transformed, routing: { configVersion: snapshot.version, destinationId: destination.id, routedAt } },
     });
   }

@@ -51,26 +51,32 @@ const KAFKAJS_TO_PINO: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [KafkaLogLevel.DEBUG]: 'debug',
 };
 
-/** Kafka errors that mean "not reachable right now", as opposed to a refused request. */
+/**
+ * Kafka errors that mean "not reachable right now", as opposed to a refused request.
+ * kafkajs wraps the connection error it gave up on in a non-retriable error (`cause`, or
+ * `originalError` on older paths), so the whole chain is looked at.
+ */
 function isUnavailable(err: unknown): boolean {
-  for (let e = err as { name?: string; retriable?: boolean; originalError?: unknown } | undefined; e; ) {
-    const name = e.name ?? '';
-    if (
-      name === 'KafkaJSConnectionError' ||
-      name === 'KafkaJSRequestTimeoutError' ||
-      name === 'KafkaJSConnectionClosedError' ||
-      name === 'KafkaJSBrokerNotFound' ||
-      name === 'KafkaJSMetadataNotLoaded' ||
-      name === 'KafkaJSTimeout' ||
-      name === 'KafkaJSLockTimeout' ||
-      e.retriable === true
-    ) {
-      return true;
-    }
-    e = e.originalError as typeof e;
+  const seen = new Set<unknown>();
+  for (let e = err as KafkaErrorLike | undefined; e && !seen.has(e); e = (e.cause ?? e.originalError) as KafkaErrorLike | undefined) {
+    seen.add(e);
+    if (UNAVAILABLE_NAMES.has(e.name ?? '') || e.retriable === true) return true;
+    if (typeof e.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH)$/.test(e.code)) return true;
   }
   return false;
 }
+
+type KafkaErrorLike = { name?: string; code?: unknown; retriable?: boolean; cause?: unknown; originalError?: unknown };
+
+const UNAVAILABLE_NAMES = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSTimeout',
+  'KafkaJSLockTimeout',
+]);
 
 function wrapProduceError(err: unknown, topic: string): OrreryError {
   if (isUnavailable(err)) {
@@ -250,7 +256,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        eachBatch: async function handleKafkaBatch({ batch, heartbeat }) {
+        eachBatch: async function handleKafkaBatch({ batch, heartbeat, resolveOffset, commitOffsetsIfNecessary }) {
           if (batch.messages.length === 0) return;
           const incoming: IncomingBatch = {
             topic: batch.topic,
@@ -273,8 +279,13 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
             c.onError?.(err);
             throw err;
           }
+          // resolveOffset moves kafkajs's fetch position (without it the batch is fetched
+          // again). The commit goes through the batch's own commit function: consumer.
+          // commitOffsets silently does nothing once stop() has begun, which would lose the
+          // commit of the batch that stop() waits for.
+          resolveOffset(batch.lastOffset());
           const next = (BigInt(batch.lastOffset()) + 1n).toString();
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+          await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
           await heartbeat();
         },
       });
@@ -303,6 +314,20 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         if (missing.some((s) => !again.has(s.topic))) throw err;
       }
       log.info({ topics: missing.map((s) => s.topic) }, 'created topics');
+    },
+
+    async lag(group, topic) {
+      const a = await getAdmin();
+      const [high, committed] = await Promise.all([a.fetchTopicOffsets(topic), a.fetchOffsets({ groupId: group, topics: [topic] })]);
+      const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+      let total = 0n;
+      for (const p of high) {
+        const end = BigInt(p.high);
+        const at = done.get(p.partition) ?? -1n;
+        // -1: nothing committed yet, so the whole partition (from its low watermark) is lag.
+        total += at < 0n ? end - BigInt(p.low) : end - at;
+      }
+      return Number(total);
     },
 
     async ping() {

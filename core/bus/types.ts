@@ -65,6 +65,8 @@ export interface Bus {
   consume(opts: ConsumeOptions): Promise<Subscription>;
   /** Creates the topics that are missing. Existing topics are left as they are. */
   ensureTopics(specs: TopicSpec[]): Promise<void>;
+  /** Messages of `topic` the group has not committed yet, over all partitions. */
+  lag?(group: string, topic: string): Promise<number>;
   /** True when the bus answered a metadata request just now. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

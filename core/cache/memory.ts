@@ -41,6 +41,9 @@ export function createMemoryCache(opts: { now?: () => number; sweepIntervalMs?: 
     async setManyIfAbsent(keys, ttlMs) {
       return keys.map((k) => setIfAbsentSync(k, ttlMs));
     },
+    async hasMany(keys) {
+      return keys.map((k) => live(k) !== null);
+    },
     async get(key) {
       return live(key);
     },

@@ -86,6 +86,19 @@ export function createRedisCache(opts: { url: string; keyPrefix?: string; connec
         });
       });
     },
+    hasMany(keys) {
+      if (keys.length === 0) return Promise.resolve([]);
+      // EXISTS with several keys only counts them; the per-key answer needs a pipeline.
+      return call('EXISTS (pipeline)', async () => {
+        const pipeline = redis.pipeline();
+        for (const key of keys) pipeline.exists(key);
+        const results = (await pipeline.exec()) ?? [];
+        return results.map(([err, res]) => {
+          if (err) throw err;
+          return res === 1;
+        });
+      });
+    },
     get(key) {
       return call('GET', () => redis.get(key));
     },

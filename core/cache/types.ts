@@ -29,6 +29,8 @@ export interface Cache {
   setIfAbsent(key: string, ttlMs: number): Promise<boolean>;
   /** Like setIfAbsent for many keys at once, in one round trip where the adapter can. */
   setManyIfAbsent(keys: string[], ttlMs: number): Promise<boolean[]>;
+  /** Whether each key is present, in one round trip where the adapter can. */
+  hasMany(keys: string[]): Promise<boolean[]>;
   get(key: string): Promise<string | null>;
   set(key: string, value: string, ttlMs?: number): Promise<void>;
   del(key: string): Promise<void>;

@@ -20,6 +20,12 @@ export interface Store extends Queryable {
    * when it throws (and the error rethrown).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * LISTEN on a channel: `onNotify` gets each NOTIFY payload. The listener reconnects by
+   * itself after a dropped connection, calling `onReconnect` so the caller can re-read
+   * what it may have missed. Resolves to a function that stops listening.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }

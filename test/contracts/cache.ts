@@ -33,6 +33,14 @@ export function cacheContract(name: string, makeCache: () => Promise<Cache>): vo
       expect(await cache.setManyIfAbsent([], 60_000)).toEqual([]);
     });
 
+    it('hasMany answers per key, in order', async () => {
+      const a = uniqueName('has');
+      const b = uniqueName('has');
+      await cache.setIfAbsent(b, 60_000);
+      expect(await cache.hasMany([a, b, a])).toEqual([false, true, false]);
+      expect(await cache.hasMany([])).toEqual([]);
+    });
+
     it('concurrent setIfAbsent on one key: exactly one wins', async () => {
       const key = uniqueName('race');
       const results = await Promise.all(Array.from({ length: 20 }, () => cache.setIfAbsent(key, 60_000)));

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../core/store/migrate.ts';
 import type { Store } from '../../core/store/types.ts';
+import { uniqueName, waitFor } from '../helpers/index.ts';
 
 /** The contract every store adapter keeps. `makeStore` gives a store on a fresh schema. */
 export function storeContract(name: string, makeStore: () => Promise<Store>): void {
@@ -69,6 +70,33 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       ]);
       expect(rows[0]!.j).toEqual({ a: [1, 'b'] });
       expect(new Date(rows[0]!.t).toISOString()).toBe('2026-01-02T03:04:05.000Z');
+    });
+
+    it('listen receives NOTIFY payloads until stopped', async () => {
+      // Channels are database-wide, so each run takes its own.
+      const channel = uniqueName('ch').toLowerCase();
+      const got: string[] = [];
+      const stop = await store.listen(channel, (payload) => got.push(payload));
+      await store.query('select pg_notify($1, $2)', [channel, 'one']);
+      await store.transaction(async (tx) => {
+        await tx.query('select pg_notify($1, $2)', [channel, 'two']);
+      });
+      await waitFor(() => got.length === 2, { what: 'two notifications' });
+      expect(got).toEqual(['one', 'two']);
+
+      // A second listener on the same channel shows when later payloads have been delivered,
+      // so that the absence checked below is not just slowness.
+      const witness: string[] = [];
+      const stopWitness = await store.listen(channel, (payload) => witness.push(payload));
+      await stop();
+      await store.query('select pg_notify($1, $2)', [channel, 'after-stop']);
+      await waitFor(() => witness.includes('after-stop'), { what: 'the witness to get the last payload' });
+      await stopWitness();
+      expect(got).toEqual(['one', 'two']);
+    });
+
+    it('listen refuses channel names it cannot quote safely', async () => {
+      await expect(store.listen('Bad"; drop', () => {})).rejects.toMatchObject({ code: 'STORE_BAD_CHANNEL' });
     });
   });
 }

@@ -61,8 +61,8 @@ describe('kafka bus: Kafka stops mid-produce', () => {
 
     expect(acked.size).toBeGreaterThanOrEqual(200);
     for (const err of errors) {
-      expect(err).toBeInstanceOf(OrreryError);
-      expect(err).toMatchObject({ code: 'BUS_UNAVAILABLE', retriable: true });
+      expect(err, String((err as Error).cause ?? err)).toBeInstanceOf(OrreryError);
+      expect(err, `${(err as Error).message} / cause: ${(err as { cause?: { name?: string } }).cause?.name}`).toMatchObject({ code: 'BUS_UNAVAILABLE', retriable: true });
     }
 
     await serviceCtl('up', 'kafka');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaBus } from '../../core/bus/kafka.ts';
 import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
 import { decodeEnvelope, type Envelope } from '../../core/envelope.ts';
-import { Topics } from '../../core/topics.ts';
+import { topicNames } from '../../core/topics.ts';
 import { serviceCtl, serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
 import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 
@@ -17,6 +17,8 @@ import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
  */
 describe('ingest against real Kafka', () => {
   const writeKey = `wk_${uniqueName('it')}`;
+  // A topic prefix of its own: this file's raw topic holds only its events.
+  const topics = topicNames(uniqueName('it'));
   let orrery: OrreryProcess;
   let bus: Bus;
   let sub: Subscription;
@@ -36,12 +38,13 @@ describe('ingest against real Kafka', () => {
       INGEST_SPOOL_DIR: join(dir, 'spool'),
       INGEST_PRODUCE_TIMEOUT_MS: '1000',
       KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
+      KAFKA_TOPIC_PREFIX: topics.raw.split('.')[0]!,
       REDIS_URL: serviceEnv('REDIS_URL'),
     });
     bus = createKafkaBus({ brokers: serviceEnv('KAFKA_BROKERS').split(','), clientId: 'it-ingest', logger: testLogger() });
     sub = await bus.consume({
       group: uniqueName('it-ingest'),
-      topics: [Topics.raw],
+      topics: [topics.raw],
       fromBeginning: false,
       handle: async (b) => {
         raw.push(...b.messages);

@@ -1,0 +1,106 @@
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Component, ComponentContext } from '../core/component.ts';
+import { ConfigError } from '../core/errors.ts';
+import { createRouterHandler, type RouterMetrics } from './handler.ts';
+
+/**
+ * The router component's composition root: a consumer group on the raw topic, the
+ * pipeline handler, destination topics kept in step with the control plane, metrics.
+ *
+ * @example const router = await createRouterComponent(ctx);
+ */
+export async function createRouterComponent(ctx: ComponentContext): Promise<Component> {
+  const { config, adapters, controlPlane, topics } = ctx;
+  const log = ctx.logger.child({ component: 'router' });
+  const bus = adapters.bus;
+  if (!bus) throw new ConfigError('the router needs a bus: set KAFKA_BROKERS');
+
+  const topicSettings = config.kafka.topics;
+  const ensured = new Set<string>();
+  async function ensureTopic(topic: string): Promise<void> {
+    if (ensured.has(topic)) return;
+    await bus!.ensureTopics([{ topic, numPartitions: topicSettings.partitions, replicationFactor: topicSettings.replicationFactor }]);
+    ensured.add(topic);
+  }
+  const ensureDestinations = async () => {
+    for (const d of controlPlane.current().destinations) await ensureTopic(topics.destination(d.id));
+  };
+  await ensureDestinations();
+  const unsubscribe = controlPlane.subscribe((snapshot) => {
+    log.info({ version: snapshot.version, routes: snapshot.routes.length }, 'control plane changed: routing with the new version');
+    ensureDestinations().catch((err: unknown) => log.warn({ err }, 'could not create destination topics'));
+  });
+
+  const metrics = createRouterMetrics(ctx);
+  const handle = createRouterHandler({
+    bus,
+    topics,
+    cache: adapters.cache,
+    snapshot: () => controlPlane.current(),
+    ensureTopic,
+    dedupTtlMs: config.router.dedupWindowMs,
+    logger: log,
+    metrics,
+  });
+  let lastError: unknown;
+  const subscription = await bus.consume({
+    group: config.router.group,
+    topics: [topics.raw],
+    fromBeginning: true,
+    handle,
+    onError: (err) => {
+      lastError = err;
+      log.error({ err }, 'routing a batch failed: it will be read again');
+    },
+  });
+  log.info({ group: config.router.group, version: controlPlane.current().version }, 'router consuming');
+
+  return {
+    name: 'router',
+    checks: {
+      consumer: async () => (lastError ? { status: 'degraded', detail: String((lastError as Error).message ?? lastError) } : 'ok'),
+    },
+    async stop() {
+      unsubscribe();
+      // Lets the batch in flight finish, produce and commit before leaving the group.
+      await subscription.stop();
+    },
+  };
+}
+
+function createRouterMetrics(ctx: ComponentContext): RouterMetrics {
+  const registers = [ctx.registry];
+  const routed = new Counter({ name: 'orrery_router_events_routed_total', help: 'Events written to a destination topic', labelNames: ['destination'], registers });
+  const dropped = new Counter({ name: 'orrery_router_events_dropped_total', help: 'Events not routed, by reason', labelNames: ['reason'], registers });
+  const dlq = new Counter({ name: 'orrery_router_events_dead_lettered_total', help: 'Events sent to the DLQ, by reason', labelNames: ['reason'], registers });
+  const seconds = new Histogram({
+    name: 'orrery_router_batch_seconds',
+    help: 'Time to route one partition batch, produce included',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const version = new Gauge({ name: 'orrery_router_config_version', help: 'Control-plane version in use', registers });
+  version.set(ctx.controlPlane.current().version);
+  ctx.controlPlane.subscribe((s) => version.set(s.version));
+  if (ctx.adapters.bus?.lag) {
+    const bus = ctx.adapters.bus;
+    new Gauge({
+      name: 'orrery_router_consumer_lag',
+      help: 'Raw-topic messages not yet routed (committed offset to high watermark)',
+      registers,
+      async collect() {
+        try {
+          this.set(await bus.lag!(ctx.config.router.group, ctx.topics.raw));
+        } catch {
+          // Kafka unreachable: leave the last value.
+        }
+      },
+    });
+  }
+  return {
+    routed: (d, n) => routed.inc({ destination: d }, n),
+    dropped: (r, n) => dropped.inc({ reason: r }, n),
+    deadLettered: (r, n) => dlq.inc({ reason: r }, n),
+    batch: (ms) => seconds.observe(ms / 1000),
+  };
+}
