@@ -150,7 +150,7 @@ service also does this at start.`,
       const shown = {
         ...cfg,
         sources: cfg.sources.map((s) => ({ ...s, writeKeys: s.writeKeys.map(() => '[redacted]') })),
-        database: { url: cfg.database.url && redactUrl(cfg.database.url) },
+        database: { ...cfg.database, url: cfg.database.url && redactUrl(cfg.database.url) },
         redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
       };
       process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);

@@ -37,8 +37,8 @@ export function createAdapters(config: Config, logger: Logger): Adapters {
 
   let store: Store | undefined;
   if (config.database.url) {
-    store = createPgStore({ url: config.database.url });
-    log.info({ adapter: 'postgres', database: redactUrl(config.database.url) }, 'store: PostgreSQL');
+    store = createPgStore({ url: config.database.url, ...(config.database.schema ? { schema: config.database.schema } : {}) });
+    log.info({ adapter: 'postgres', database: redactUrl(config.database.url), schema: config.database.schema ?? 'public' }, 'store: PostgreSQL');
   } else {
     log.warn({ adapter: 'none' }, 'store: none configured (set DATABASE_URL or database.url)');
   }

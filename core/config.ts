@@ -44,6 +44,8 @@ export const ConfigSchema = z.strictObject({
   database: z
     .strictObject({
       url: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
+      /** Schema for Orrery's tables (created if missing), so installations can share a database. */
+      schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier').optional(),
     })
     .prefault({}),
   redis: z
@@ -98,6 +100,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'KAFKA_TOPIC_PARTITIONS', path: ['kafka', 'topics', 'partitions'] },
   { env: 'KAFKA_REPLICATION_FACTOR', path: ['kafka', 'topics', 'replicationFactor'] },
   { env: 'DATABASE_URL', path: ['database', 'url'] },
+  { env: 'DATABASE_SCHEMA', path: ['database', 'schema'] },
   { env: 'REDIS_URL', path: ['redis', 'url'] },
   { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
   { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
