@@ -169,6 +169,8 @@ describe('ingest against real Kafka', () => {
     const onTopic = new Set(byRun(run).map((e) => e.messageId));
     const lost = acked.filter((id) => !onTopic.has(id));
     expect(lost).toEqual([]);
+    const copies = byRun(run).length;
+    console.info(`ingest outage: ${sent} sent, ${acked.length} acknowledged, ${failed.length} refused, ${lost.length} lost, ${copies - onTopic.size} duplicates on the topic`);
     // Per-user order survives the spool: each user's ticks are in send order.
     for (let u = 0; u < 5; u++) {
       const seq = byRun(run)
