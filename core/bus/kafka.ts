@@ -261,6 +261,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           const incoming: IncomingBatch = {
             topic: batch.topic,
             partition: batch.partition,
+            heartbeat,
             messages: batch.messages.map((m) => ({
               topic: batch.topic,
               partition: batch.partition,

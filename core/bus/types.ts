@@ -30,6 +30,11 @@ export interface IncomingBatch {
   topic: string;
   partition: number;
   messages: IncomingMessage[];
+  /**
+   * Tells the group this member is alive. A handler that may run long (retries with
+   * backoff) calls it now and then, or the group hands its partitions to someone else.
+   */
+  heartbeat?: () => Promise<void>;
 }
 
 export interface ConsumeOptions {

@@ -1,0 +1,67 @@
+import { createHmac } from 'node:crypto';
+import { z } from 'zod';
+import type { Envelope } from '../../../core/envelope.ts';
+import { guardedFetch } from '../../ssrf.ts';
+import { send } from '../http.ts';
+import type { DestinationModule } from '../types.ts';
+
+/**
+ * The generic webhook: POSTs each event as JSON (or, with `batch: true`, a JSON array of up
+ * to 100 events). With a `secret`, requests are signed the Standard Webhooks way
+ * (standardwebhooks.com): `webhook-id`, `webhook-timestamp` (Unix seconds) and
+ * `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, keyed with
+ * the base64 bytes after `whsec_`. The id is the messageId (a batch: the first one and the
+ * count), so receivers can dedup on it across our retries.
+ *
+ * URLs that resolve to private, loopback or link-local addresses are refused unless
+ * `allowPrivateNetwork: true`.
+ */
+const Config = z.object({
+  url: z.url({ protocol: /^https?$/ }),
+  secret: z
+    .string()
+    .regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'a Standard Webhooks secret: whsec_ and base64')
+    .optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  batch: z.boolean().default(false),
+  allowPrivateNetwork: z.boolean().default(false),
+  timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+});
+export type WebhookConfig = z.infer<typeof Config>;
+
+/** What receivers get: the Segment message, without Orrery's own bookkeeping. */
+export function webhookPayload(e: Envelope): Record<string, unknown> {
+  const { v: _v, routing: _routing, ...message } = e as Envelope & Record<string, unknown>;
+  return message;
+}
+
+/** The Standard Webhooks signature header value. */
+export function signStandardWebhook(secret: string, id: string, timestamp: number, body: string): string {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+const webhook: DestinationModule<WebhookConfig> = {
+  type: 'webhook',
+  displayName: 'Webhooks',
+  configSchema: Config as unknown as z.ZodType<WebhookConfig>,
+  maxBatchSize: 100,
+  async deliver(events, config, ctx) {
+    const doFetch = config.allowPrivateNetwork ? ctx.fetch : (guardedFetch as typeof fetch);
+    const calls = config.batch ? [events] : events.map((e) => [e]);
+    for (const group of calls) {
+      const body = JSON.stringify(config.batch ? group.map(webhookPayload) : webhookPayload(group[0]!));
+      const id = group.length === 1 ? group[0]!.messageId : `${group[0]!.messageId}+${group.length - 1}`;
+      const headers: Record<string, string> = { ...config.headers, 'content-type': 'application/json', 'user-agent': 'orrery-webhook/1' };
+      if (config.secret) {
+        const timestamp = Math.floor(ctx.now() / 1000);
+        headers['webhook-id'] = id;
+        headers['webhook-timestamp'] = String(timestamp);
+        headers['webhook-signature'] = signStandardWebhook(config.secret, id, timestamp, body);
+      }
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutMs)]);
+      await send(doFetch, config.url, { method: 'POST', headers, body, signal }, ctx.now(), `webhook ${new URL(config.url).host}`);
+    }
+  },
+};
+export default webhook;
