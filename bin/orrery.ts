@@ -12,6 +12,9 @@ import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
 import { createIngestComponent } from '../ingest/main.ts';
 import { createRouterComponent } from '../router/main.ts';
+import { createSinksComponent } from '../sinks/main.ts';
+import { listDeadLetters } from '../sinks/dead-letters.ts';
+import { replayToDestinations } from '../sinks/replay.ts';
 import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
@@ -23,11 +26,18 @@ import type { Logger } from '../core/logger.ts';
  * a composition root: it loads the config once, builds the adapters, and runs.
  */
 
+interface Flags {
+  destination?: string | undefined;
+  id?: string[] | undefined;
+  all?: boolean | undefined;
+  limit?: string | undefined;
+}
+
 interface Command {
   summary: string;
   usage: string;
   help: string;
-  run(args: string[], config: () => Config): Promise<void>;
+  run(args: string[], config: () => Config, flags: Flags): Promise<void>;
 }
 
 const COMMON_OPTIONS = `Options:
@@ -39,6 +49,7 @@ const COMMON_OPTIONS = `Options:
 const COMPONENTS: Record<string, ComponentFactory> = {
   ingest: createIngestComponent,
   router: createRouterComponent,
+  sinks: createSinksComponent,
 };
 
 /**
@@ -140,6 +151,46 @@ service also does this at start.`,
       }
     },
   },
+  dlq: {
+    summary: 'List and replay dead letters (events a destination would not take)',
+    usage: 'orrery dlq list|replay [--destination id] [--id n …] [--all] [--limit n] [--config file]',
+    help: `list     the dead letters still pending (--all: replayed ones too), as JSON lines
+replay   re-send pending dead letters to their destinations with the current settings;
+         each is delivered once, even when two replays run at once
+Needs DATABASE_URL (dead letters live in Postgres).`,
+    async run(args, config, flags) {
+      const action = args[0];
+      if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
+      const cfg = config();
+      const logger = createLogger({ level: 'warn' });
+      const adapters = createAdapters(cfg, logger);
+      try {
+        if (!adapters.store) throw new ConfigError('dead letters live in Postgres: set DATABASE_URL');
+        const destinationId = flags.destination;
+        const ids = flags.id?.map(Number);
+        if (action === 'list') {
+          for (const l of await listDeadLetters(adapters.store, { destinationId, includeReplayed: flags.all, limit: flags.limit ? Number(flags.limit) : 100 })) {
+            process.stdout.write(`${JSON.stringify(l)}\n`);
+          }
+          return;
+        }
+        const controlPlane = await openControlPlane(cfg, adapters, logger);
+        try {
+          const result = await replayToDestinations(adapters.store, controlPlane.current(), {
+            ...(destinationId ? { destinationId } : {}),
+            ...(ids ? { ids } : {}),
+            ...(flags.limit ? { limit: Number(flags.limit) } : {}),
+          });
+          process.stdout.write(`${JSON.stringify(result)}\n`);
+          if (result.failed.length > 0) process.exitCode = 1;
+        } finally {
+          await controlPlane.close();
+        }
+      } finally {
+        await adapters.close();
+      }
+    },
+  },
   config: {
     summary: 'Check a config and print it resolved, with secrets hidden',
     usage: 'orrery config check [--config file]',
@@ -180,7 +231,14 @@ export async function main(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      destination: { type: 'string' },
+      id: { type: 'string', multiple: true },
+      all: { type: 'boolean' },
+      limit: { type: 'string' },
+    },
   });
   const [name, ...rest] = positionals;
   if (!name || name === 'help') {
@@ -198,7 +256,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${commandHelp(cmd)}\n`);
     return 0;
   }
-  await cmd.run(rest, () => loadConfig({ env: process.env, configPath: values.config }));
+  await cmd.run(rest, () => loadConfig({ env: process.env, configPath: values.config }), values);
   return 0;
 }
 

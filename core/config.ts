@@ -78,6 +78,20 @@ export const ConfigSchema = z.strictObject({
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
     })
     .prefault({}),
+  sinks: z
+    .strictObject({
+      /** Attempts per event before it becomes a dead letter (RudderStack uses 3). */
+      maxAttempts: z.coerce.number().int().min(1).max(100).default(5),
+      /** Give up on an event this long after its first attempt (RudderStack 180 min, Segment 4 h). */
+      maxAgeMs: z.coerce.number().int().min(1).default(3 * 60 * 60 * 1000),
+      backoffInitialMs: z.coerce.number().int().min(1).default(500),
+      backoffMaxMs: z.coerce.number().int().min(1).default(60_000),
+      /** Users retried at once per destination worker. */
+      concurrency: z.coerce.number().int().min(1).max(256).default(8),
+      groupPrefix: z.string().min(1).default('orrery-sink'),
+      dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
+    })
+    .prefault({}),
   sources: ControlPlaneConfig.shape.sources,
   destinations: ControlPlaneConfig.shape.destinations,
   routes: ControlPlaneConfig.shape.routes,
@@ -105,6 +119,11 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
   { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
   { env: 'ROUTER_GROUP', path: ['router', 'group'] },
+  { env: 'SINKS_MAX_ATTEMPTS', path: ['sinks', 'maxAttempts'] },
+  { env: 'SINKS_MAX_AGE_MS', path: ['sinks', 'maxAgeMs'] },
+  { env: 'SINKS_BACKOFF_INITIAL_MS', path: ['sinks', 'backoffInitialMs'] },
+  { env: 'SINKS_BACKOFF_MAX_MS', path: ['sinks', 'backoffMaxMs'] },
+  { env: 'SINKS_GROUP_PREFIX', path: ['sinks', 'groupPrefix'] },
   { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
 ];
 

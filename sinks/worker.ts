@@ -1,0 +1,248 @@
+import type { Bus, IncomingBatch, Subscription } from '../core/bus/types.ts';
+import type { Cache } from '../core/cache/types.ts';
+import type { DestinationConfig } from '../core/control-plane.ts';
+import { decodeEnvelope, type Envelope } from '../core/envelope.ts';
+import { isRetriable } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { abortableSleep, backoffDelay, type BackoffPolicy } from '../core/retry.ts';
+import { createBreaker, type Breaker } from './breaker.ts';
+import type { NewDeadLetter } from './dead-letters.ts';
+import { DeliveryError, type DestinationModule } from './destinations/types.ts';
+
+export interface RetryPolicy {
+  /** Attempts per event, the first included (RudderStack: 3). */
+  maxAttempts: number;
+  /** Give up on an event this long after its first attempt (RudderStack: 180 min, Segment: 4 h). */
+  maxAgeMs: number;
+  backoff: BackoffPolicy;
+}
+
+export interface SinkMetrics {
+  delivered(destinationId: string, events: Envelope[]): void;
+  failed(destinationId: string, retriable: boolean): void;
+  retried(destinationId: string): void;
+  deadLettered(destinationId: string, n: number): void;
+}
+
+export interface SinkWorkerOptions {
+  bus: Bus;
+  topic: string;
+  group: string;
+  destination: DestinationConfig;
+  module: DestinationModule<unknown>;
+  /** Remembers delivered messageIds, so a duplicate from upstream is delivered once. */
+  cache: Cache;
+  dedupTtlMs: number;
+  deadLetter: (letters: NewDeadLetter[]) => Promise<void>;
+  policy: RetryPolicy;
+  /** Users delivered at once when the slow lane is in use. */
+  concurrency: number;
+  fetch: typeof fetch;
+  logger: Logger;
+  metrics?: SinkMetrics;
+  breaker?: { threshold: number; cooldownMs: number };
+  now?: () => number;
+}
+
+export interface SinkWorker {
+  start(): Promise<void>;
+  /** Sends events now, through the same module and config: the dead-letter replay uses it. */
+  deliverNow(events: Envelope[]): Promise<void>;
+  breaker(): Breaker;
+  stop(): Promise<void>;
+}
+
+interface Pending {
+  event: Envelope;
+  attempts: number;
+  firstAttemptAt: number | undefined;
+  lastError?: DeliveryError | Error;
+}
+
+/**
+ * One destination's worker: a consumer group on its topic, delivering each partition
+ * batch through the destination module.
+ *
+ * The fast path sends the batch in chunks of the module's batch size, in offset order,
+ * across users. When a chunk fails, its events move to per-user lanes, and so does every
+ * later event of those users in the batch: a user whose event is retrying holds back only
+ * that user's later events. Lanes run concurrently and retry one event at a time with
+ * backoff (honouring Retry-After) until it is delivered, refused for good (4xx), or past
+ * the attempts or age of the policy, when it becomes a dead letter and the lane moves on.
+ * The batch's offsets are committed when every event is delivered or dead-lettered, so a
+ * crash re-reads the batch: delivered messageIds are remembered, and are not sent again.
+ *
+ * @example const worker = createSinkWorker({ bus, topic, group, destination, module, cache, deadLetter, policy, … });
+ */
+export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
+  const now = opts.now ?? Date.now;
+  const log = opts.logger.child({ destination: opts.destination.id, type: opts.module.type });
+  const config = opts.module.configSchema.parse(opts.destination);
+  const breaker = createBreaker({ threshold: opts.breaker?.threshold ?? 5, cooldownMs: opts.breaker?.cooldownMs ?? 10_000, now });
+  // Stopping ends the waits between retries at once; deliveries already on the wire get a
+  // grace period to finish before they are aborted too.
+  const stopping = new AbortController();
+  const hardStop = new AbortController();
+  let subscription: Subscription | undefined;
+  const destId = opts.destination.id;
+  const dedupKey = (e: Envelope) => `sink:${destId}:${e.sourceId}:${e.messageId}`;
+
+  async function attempt(events: Envelope[]): Promise<void> {
+    const wait = breaker.waitMs();
+    if (wait > 0) await abortableSleep(wait, stopping.signal);
+    try {
+      await opts.module.deliver(events, config, { fetch: opts.fetch, now, signal: hardStop.signal });
+      breaker.success();
+    } catch (err) {
+      breaker.failure();
+      throw err;
+    }
+  }
+
+  async function markDelivered(events: Envelope[]): Promise<void> {
+    opts.metrics?.delivered(destId, events);
+    try {
+      await opts.cache.setManyIfAbsent(events.map(dedupKey), opts.dedupTtlMs);
+    } catch (err) {
+      log.warn({ err }, 'could not record delivered messageIds');
+    }
+  }
+
+  /** One user's events, in order, each retried until delivered or dead. */
+  async function lane(items: Pending[], heartbeat: () => Promise<void>): Promise<NewDeadLetter[]> {
+    const dead: NewDeadLetter[] = [];
+    for (const item of items) {
+      for (;;) {
+        if (stopping.signal.aborted) throw new Error('worker stopping: the batch will be read again');
+        item.firstAttemptAt ??= now();
+        item.attempts++;
+        try {
+          await attempt([item.event]);
+          await markDelivered([item.event]);
+          break;
+        } catch (err) {
+          const e = err as DeliveryError;
+          item.lastError = e;
+          const retriable = isRetriable(e);
+          opts.metrics?.failed(destId, retriable);
+          const tooOld = now() - item.firstAttemptAt >= opts.policy.maxAgeMs;
+          if (!retriable || item.attempts >= opts.policy.maxAttempts || tooOld) {
+            log.warn({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'event dead-lettered');
+            dead.push(letterOf(item));
+            break;
+          }
+          const delay = Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0);
+          opts.metrics?.retried(destId);
+          await heartbeat();
+          await abortableSleep(delay, stopping.signal);
+        }
+      }
+    }
+    return dead;
+  }
+
+  function letterOf(item: Pending): NewDeadLetter {
+    const e = item.lastError as DeliveryError | undefined;
+    return {
+      destinationId: destId,
+      event: item.event,
+      attempts: item.attempts,
+      lastError: e?.message ?? 'unknown error',
+      httpStatus: e?.httpStatus,
+      responseExcerpt: e?.bodyExcerpt,
+      firstAttemptAt: item.firstAttemptAt ?? now(),
+    };
+  }
+
+  async function handle(batch: IncomingBatch): Promise<void> {
+    const heartbeat = batch.heartbeat ?? (async () => {});
+    const dead: NewDeadLetter[] = [];
+    const events: Envelope[] = [];
+    for (const m of batch.messages) {
+      const decoded = decodeEnvelope(m.value);
+      if (decoded.ok) events.push(decoded.envelope);
+      else log.error({ offset: m.offset, reason: decoded.reason }, 'poison message on a destination topic: skipped');
+    }
+    // Upstream is at least once: drop what this destination already got.
+    let fresh = events;
+    try {
+      const seen = await opts.cache.hasMany(events.map(dedupKey));
+      const inBatch = new Set<string>();
+      fresh = events.filter((e, i) => {
+        const k = dedupKey(e);
+        if (seen[i] || inBatch.has(k)) return false;
+        inBatch.add(k);
+        return true;
+      });
+    } catch (err) {
+      log.warn({ err }, 'dedup store unreachable: delivering without dedup');
+    }
+
+    const userOf = (e: Envelope) => `${e.sourceId}:${e.userId ?? e.anonymousId ?? ''}`;
+    const lanes = new Map<string, Pending[]>();
+    const toLane = (e: Envelope) => {
+      let l = lanes.get(userOf(e));
+      if (!l) lanes.set(userOf(e), (l = []));
+      l.push({ event: e, attempts: 0, firstAttemptAt: undefined });
+    };
+    const size = Math.max(1, opts.module.maxBatchSize);
+    for (let i = 0; i < fresh.length; ) {
+      // Events of users already in a lane wait behind their earlier events.
+      const chunk: Envelope[] = [];
+      for (; i < fresh.length && chunk.length < size; i++) {
+        const e = fresh[i]!;
+        if (lanes.has(userOf(e))) toLane(e);
+        else chunk.push(e);
+      }
+      if (chunk.length === 0) continue;
+      try {
+        await attempt(chunk);
+        await markDelivered(chunk);
+      } catch (err) {
+        opts.metrics?.failed(destId, isRetriable(err));
+        log.info({ err, events: chunk.length }, 'chunk failed: retrying per user');
+        // The first try counted for every event of the chunk.
+        for (const e of chunk) toLane(e);
+        for (const l of lanes.values()) for (const p of l) if (chunk.includes(p.event)) p.firstAttemptAt ??= now();
+      }
+      await heartbeat();
+    }
+
+    if (lanes.size > 0) {
+      const queue = [...lanes.values()];
+      const workers = Array.from({ length: Math.min(opts.concurrency, queue.length) }, async () => {
+        for (let l = queue.shift(); l; l = queue.shift()) dead.push(...(await lane(l, heartbeat)));
+      });
+      await Promise.all(workers);
+    }
+    if (dead.length > 0) {
+      // Durable before the offsets move on: a dead letter is never lost.
+      await opts.deadLetter(dead);
+      opts.metrics?.deadLettered(destId, dead.length);
+    }
+  }
+
+  return {
+    async start() {
+      subscription = await opts.bus.consume({
+        group: opts.group,
+        topics: [opts.topic],
+        fromBeginning: true,
+        handle,
+        onError: (err) => log.warn({ err }, 'a batch failed: it will be read again'),
+      });
+      log.info({ topic: opts.topic, group: opts.group }, 'sink worker consuming');
+    },
+    async deliverNow(events) {
+      await attempt(events);
+      await markDelivered(events);
+    },
+    breaker: () => breaker,
+    async stop() {
+      // Waits in backoff end now; the batch in flight fails and is read again after restart.
+      stopping.abort();
+      setTimeout(() => hardStop.abort(), 10_000).unref();
+      await subscription?.stop();
+    },
+  };
+}
