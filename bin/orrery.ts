@@ -86,7 +86,7 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
       const cfg = config();
       const logger = createLogger({ level: cfg.log.level });
       logger.info({ components: names, node: process.version }, 'starting orrery');
-      const adapters = createAdapters(cfg, logger);
+      const adapters = await createAdapters(cfg, logger);
       const registry = createRegistry({ service: args.length === 1 ? names[0]! : 'orrery' });
       const components: Component[] = [];
       const topics = topicNames(cfg.kafka.topicPrefix);
@@ -97,7 +97,7 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
         await adapters.close();
       };
       try {
-        if (adapters.bus) await adapters.bus.ensureTopics(coreTopicSpecs(topics, cfg.kafka.topics));
+        await adapters.bus.ensureTopics(coreTopicSpecs(topics, cfg.kafka.topics));
         controlPlane = await openControlPlane(cfg, adapters, logger);
         for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane }));
       } catch (err) {
@@ -113,7 +113,7 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
           registry,
           isDraining: () => draining,
           checks: {
-            ...(adapters.bus ? { bus: async () => ((await adapters.bus!.ping()) ? 'ok' : 'degraded') } : {}),
+            bus: async () => ((await adapters.bus.ping()) ? 'ok' : 'degraded'),
             ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
             cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
             ...Object.fromEntries(components.flatMap((c) => Object.entries(c.checks ?? {}).map(([k, v]) => [`${c.name}.${k}`, v]))),
@@ -142,9 +142,8 @@ service also does this at start.`,
       if (args[0] !== 'create') throw new ConfigError('usage: orrery topics create');
       const cfg = config();
       const logger = createLogger({ level: cfg.log.level });
-      const adapters = createAdapters(cfg, logger);
+      const adapters = await createAdapters(cfg, logger);
       try {
-        if (!adapters.bus) throw new ConfigError('no Kafka configured: set KAFKA_BROKERS');
         await adapters.bus.ensureTopics(coreTopicSpecs(topicNames(cfg.kafka.topicPrefix), cfg.kafka.topics));
       } finally {
         await adapters.close();
@@ -163,7 +162,7 @@ Needs DATABASE_URL (dead letters live in Postgres).`,
       if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
       const cfg = config();
       const logger = createLogger({ level: 'warn' });
-      const adapters = createAdapters(cfg, logger);
+      const adapters = await createAdapters(cfg, logger);
       try {
         if (!adapters.store) throw new ConfigError('dead letters live in Postgres: set DATABASE_URL');
         const destinationId = flags.destination;

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { createEmbeddedBus } from './bus/embedded.ts';
 import { createKafkaBus } from './bus/kafka.ts';
 import type { Bus } from './bus/types.ts';
 import { createMemoryCache } from './cache/memory.ts';
@@ -10,8 +12,7 @@ import { createPgStore } from './store/pg.ts';
 import type { Store } from './store/types.ts';
 
 export interface Adapters {
-  /** Undefined when no bus is configured. */
-  bus: Bus | undefined;
+  bus: Bus;
   store: Store | undefined;
   cache: Cache;
   close(): Promise<void>;
@@ -24,15 +25,17 @@ export interface Adapters {
  *
  * @example const adapters = createAdapters(config, logger);
  */
-export function createAdapters(config: Config, logger: Logger): Adapters {
+export async function createAdapters(config: Config, logger: Logger): Promise<Adapters> {
   const log = logger.child({ component: 'adapters' });
 
-  let bus: Bus | undefined;
+  let bus: Bus;
   if (config.kafka.brokers) {
     bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId: config.kafka.clientId, logger });
     log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
   } else {
-    log.warn({ adapter: 'none' }, 'bus: none configured (set KAFKA_BROKERS or kafka.brokers)');
+    const dir = join(config.dataDir, 'bus');
+    bus = await createEmbeddedBus({ dir, logger });
+    log.info({ adapter: 'embedded', default: true, dir }, 'bus: embedded on-disk log (default; set KAFKA_BROKERS for Apache Kafka)');
   }
 
   let store: Store | undefined;
@@ -57,7 +60,7 @@ export function createAdapters(config: Config, logger: Logger): Adapters {
     store,
     cache,
     async close() {
-      await Promise.allSettled([bus?.close(), store?.close(), cache.close()]);
+      await Promise.allSettled([bus.close(), store?.close(), cache.close()]);
     },
   };
 }

@@ -41,6 +41,8 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  /** Where embedded defaults keep their data (the on-disk bus, the ingest spool). */
+  dataDir: z.string().min(1).default('.orrery'),
   database: z
     .strictObject({
       url: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL' }).optional(),
@@ -59,7 +61,8 @@ export const ConfigSchema = z.strictObject({
       produceTimeoutMs: z.coerce.number().int().min(50).default(2_000),
       spool: z
         .strictObject({
-          dir: z.string().min(1).default('.orrery/spool'),
+          /** Default: `<dataDir>/spool`. */
+          dir: z.string().min(1).optional(),
           maxBytes: z.coerce.number().int().min(1024 * 1024).default(1024 * 1024 * 1024),
         })
         .prefault({}),
@@ -106,6 +109,7 @@ export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 /** Environment variables and the config path each one sets. */
 export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list?: boolean }> = [
   { env: 'LOG_LEVEL', path: ['log', 'level'] },
+  { env: 'ORRERY_DATA_DIR', path: ['dataDir'] },
   { env: 'HOST', path: ['http', 'host'] },
   { env: 'PORT', path: ['http', 'port'] },
   { env: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], list: true },

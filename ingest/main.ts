@@ -1,8 +1,8 @@
 import { getConnInfo } from '@hono/node-server/conninfo';
+import { join } from 'node:path';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Context } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
-import { ConfigError } from '../core/errors.ts';
 import type { Registry } from '../core/metrics.ts';
 import { createIngestApp, type IngestMetrics } from './app.ts';
 import { createHandoff, type Handoff, type HandoffEvent } from './handoff.ts';
@@ -18,9 +18,9 @@ import { createSpool } from './spool.ts';
 export async function createIngestComponent(ctx: ComponentContext): Promise<Component> {
   const { config, adapters } = ctx;
   const log = ctx.logger.child({ component: 'ingest' });
-  if (!adapters.bus) throw new ConfigError('ingest needs a bus: set KAFKA_BROKERS');
 
-  const spool = await createSpool({ dir: config.ingest.spool.dir, maxBytes: config.ingest.spool.maxBytes, logger: log });
+  const spoolDir = config.ingest.spool.dir ?? join(config.dataDir, 'spool');
+  const spool = await createSpool({ dir: spoolDir, maxBytes: config.ingest.spool.maxBytes, logger: log });
   const metrics = createIngestMetrics(ctx.registry, () => handoff);
   const handoff: Handoff = createHandoff({
     bus: adapters.bus,
@@ -32,7 +32,7 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   });
   if (handoff.spoolDepth() > 0) log.warn({ records: handoff.spoolDepth() }, 'spool holds events from an earlier run: replaying them');
   const sources = await createLiveSourceResolver(ctx.controlPlane, (err) => log.error({ err }, 'could not apply the new sources'));
-  log.info({ sources: ctx.controlPlane.current().sources.length, spool: config.ingest.spool.dir }, 'ingest ready');
+  log.info({ sources: ctx.controlPlane.current().sources.length, spool: spoolDir }, 'ingest ready');
 
   const trustProxy = config.ingest.trustProxy;
   const app = createIngestApp({

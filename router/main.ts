@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
-import { ConfigError } from '../core/errors.ts';
 import { createRouterHandler, type RouterMetrics } from './handler.ts';
 
 /**
@@ -13,13 +12,12 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
   const { config, adapters, controlPlane, topics } = ctx;
   const log = ctx.logger.child({ component: 'router' });
   const bus = adapters.bus;
-  if (!bus) throw new ConfigError('the router needs a bus: set KAFKA_BROKERS');
 
   const topicSettings = config.kafka.topics;
   const ensured = new Set<string>();
   async function ensureTopic(topic: string): Promise<void> {
     if (ensured.has(topic)) return;
-    await bus!.ensureTopics([{ topic, numPartitions: topicSettings.partitions, replicationFactor: topicSettings.replicationFactor }]);
+    await bus.ensureTopics([{ topic, numPartitions: topicSettings.partitions, replicationFactor: topicSettings.replicationFactor }]);
     ensured.add(topic);
   }
   const ensureDestinations = async () => {
@@ -82,7 +80,7 @@ function createRouterMetrics(ctx: ComponentContext): RouterMetrics {
   const version = new Gauge({ name: 'orrery_router_config_version', help: 'Control-plane version in use', registers });
   version.set(ctx.controlPlane.current().version);
   ctx.controlPlane.subscribe((s) => version.set(s.version));
-  if (ctx.adapters.bus?.lag) {
+  if (ctx.adapters.bus.lag) {
     const bus = ctx.adapters.bus;
     new Gauge({
       name: 'orrery_router_consumer_lag',

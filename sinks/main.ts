@@ -1,7 +1,6 @@
 import { Counter, Histogram } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
 import type { ControlPlaneSnapshot, DestinationConfig } from '../core/control-plane.ts';
-import { ConfigError } from '../core/errors.ts';
 import { recordDeadLetters, type NewDeadLetter } from './dead-letters.ts';
 import { DESTINATIONS } from './destinations/index.ts';
 import { createSinkWorker, type SinkMetrics, type SinkWorker } from './worker.ts';
@@ -17,7 +16,6 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
   const { config, adapters, controlPlane, topics } = ctx;
   const log = ctx.logger.child({ component: 'sinks' });
   const bus = adapters.bus;
-  if (!bus) throw new ConfigError('the sinks need a bus: set KAFKA_BROKERS');
   const metrics = createSinkMetrics(ctx);
   const store = adapters.store;
   const deadLetter = store
@@ -67,7 +65,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
       let worker: SinkWorker;
       try {
         worker = createSinkWorker({
-          bus: bus!,
+          bus: bus,
           topic: topics.destination(id),
           group: `${config.sinks.groupPrefix}.${id}`,
           destination: d,
@@ -90,7 +88,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
         log.error({ err, destination: id }, 'invalid destination settings: not delivering to it');
         continue;
       }
-      await bus!.ensureTopics([{ topic: topics.destination(id), numPartitions: config.kafka.topics.partitions, replicationFactor: config.kafka.topics.replicationFactor }]);
+      await bus.ensureTopics([{ topic: topics.destination(id), numPartitions: config.kafka.topics.partitions, replicationFactor: config.kafka.topics.replicationFactor }]);
       await worker.start();
       workers.set(id, { worker, fingerprint: JSON.stringify(d) });
     }
