@@ -132,3 +132,24 @@ routes:
     expect(() => loadConfig({ configPath: '/b.yaml', readFile: bad })).toThrow(/not a valid regular expression/);
   });
 });
+
+describe('env interpolation in the file', () => {
+  it('replaces ${NAME} from env, keeps $${NAME} literal, and names the field when a variable is missing', () => {
+    const readFile = files({
+      '/g.yaml': `gitops:
+  repo: { url: "http://127.0.0.1:8174/manifests.git", token: "\${GIT_TOKEN}" }
+  receivers:
+    distribution: { token: "\${REGISTRY_TOKEN}" }
+  commitMessage: "deploy $\${NOT_A_VAR}"
+  policies:
+    - { name: airflow, image: registry.example.com/airflow, tags: { semver: ">=1.0.0" }, mode: commit }
+`,
+    });
+    const config = loadConfig({ configPath: '/g.yaml', readFile, env: { GIT_TOKEN: 'ghp_x', REGISTRY_TOKEN: 'r1' } });
+    expect(config.gitops?.repo).toMatchObject({ token: 'ghp_x', branch: 'main' });
+    expect(config.gitops?.receivers.distribution).toEqual({ token: 'r1' });
+    expect(config.gitops?.commitMessage).toBe('deploy ${NOT_A_VAR}');
+    expect(config.gitops?.policies[0]).toMatchObject({ name: 'airflow', tags: { semver: '>=1.0.0' }, mode: 'commit', pinDigest: false });
+    expect(() => loadConfig({ configPath: '/g.yaml', readFile, env: { GIT_TOKEN: 'x' } })).toThrow(/gitops\.receivers\.distribution\.token \(from \/g\.yaml\): environment variable REGISTRY_TOKEN is not set/);
+  });
+});

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { GitopsConfig } from './gitops-config.ts';
 import { ControlPlaneConfig } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
 
@@ -95,6 +96,7 @@ export const ConfigSchema = z.strictObject({
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
     })
     .prefault({}),
+  gitops: GitopsConfig.optional(),
   sources: ControlPlaneConfig.shape.sources,
   destinations: ControlPlaneConfig.shape.destinations,
   routes: ControlPlaneConfig.shape.routes,
@@ -152,7 +154,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 
   let fromFile: Record<string, unknown> = {};
   if (configPath) {
-    fromFile = readYamlFile(configPath, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
+    fromFile = interpolate(readYamlFile(configPath, opts.readFile ?? ((p) => readFileSync(p, 'utf8'))), env, configPath, []) as Record<string, unknown>;
     markOrigins(fromFile, [], origin, configPath);
   }
 
@@ -197,6 +199,27 @@ function readYamlFile(path: string, readFile: (p: string) => string): Record<str
     throw new ConfigError(`Config file ${path} must hold a YAML mapping at the top level`);
   }
   return doc as Record<string, unknown>;
+}
+
+/**
+ * `${NAME}` in a string value of the file is replaced by the environment variable, so that
+ * secrets stay out of the file (`token: ${GIT_TOKEN}`). `$${NAME}` is a literal `${NAME}`.
+ * A variable that is not set stops the start, naming the field.
+ */
+function interpolate(value: unknown, env: Readonly<Record<string, string | undefined>>, file: string, path: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, name: string) => {
+      if (match.startsWith('$$')) return match.slice(1);
+      const v = env[name];
+      if (v === undefined) throw new ConfigError(`Invalid configuration:\n  - ${path.join('.')} (from ${file}): environment variable ${name} is not set`);
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, String(i)]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, file, [...path, k])]));
+  }
+  return value;
 }
 
 function markOrigins(value: unknown, path: string[], origin: Map<string, string>, file: string): void {

@@ -1,0 +1,57 @@
+import { z } from 'zod';
+
+/** The GitOps half's config: the manifests repository, the receivers, the image policies. */
+
+const TagFilter = z.union([
+  z.strictObject({ semver: z.string().min(1) }),
+  z.strictObject({
+    /** A regex the tag must match; with `extract` (e.g. `$1`), the part that orders tags. */
+    regex: z.string().min(1),
+    extract: z.string().optional(),
+    order: z.enum(['numeric', 'alphabetical']).default('numeric'),
+  }),
+  /** Any tag; the most recently pushed wins. */
+  z.strictObject({ newest: z.literal(true) }),
+]);
+export type TagFilter = z.infer<typeof TagFilter>;
+
+export const ImagePolicy = z.strictObject({
+  name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a DNS label: lower-case letters, digits and -'),
+  /** Repository without tag: `registry.example.com/airflow`. */
+  image: z.string().min(1),
+  tags: TagFilter.default({ newest: true }),
+  /** Write `repo:tag@sha256:…` in full-image fields when the registry sent a digest. */
+  pinDigest: z.boolean().default(false),
+  mode: z.enum(['commit', 'pull-request']).default('commit'),
+  /** Globs of the files (relative to the repo) that may change; all when absent. */
+  files: z.array(z.string().min(1)).optional(),
+  /** Field patterns (`spec.template.spec.containers.*.image`, `**`) that may change; all marked ones when absent. */
+  fields: z.array(z.string().min(1)).optional(),
+});
+export type ImagePolicy = z.infer<typeof ImagePolicy>;
+
+export const GitopsConfig = z.strictObject({
+  repo: z.strictObject({
+    /** http(s) URL of the manifests repository, or a local path to a git work tree. */
+    url: z.string().min(1),
+    branch: z.string().min(1).default('main'),
+    token: z.string().optional(),
+    /** Folder in the repository that holds the manifests. */
+    path: z.string().default('.'),
+    author: z.strictObject({ name: z.string().default('Orrery'), email: z.string().default('orrery@localhost') }).prefault({}),
+    /** Where the clone lives; default `<dataDir>/gitops/<hash of url>`. */
+    workdir: z.string().optional(),
+  }),
+  github: z
+    .strictObject({
+      apiUrl: z.url().default('https://api.github.com'),
+      owner: z.string().min(1),
+      repo: z.string().min(1),
+      token: z.string().min(1),
+    })
+    .optional(),
+  receivers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+  policies: z.array(ImagePolicy).default([]),
+  commitMessage: z.string().default('deploy({{policy}}): {{image}}:{{tag}}'),
+});
+export type GitopsConfig = z.infer<typeof GitopsConfig>;
