@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, matchesGlob, normalize, relative, resolve, sep } from 'node:path';
+import git from 'isomorphic-git';
+import http from 'isomorphic-git/http/node';
+import { OrreryError } from '../../core/errors.ts';
+import type { Logger } from '../../core/logger.ts';
+
+/** The files of the manifests checkout an edit may read and write, inside the manifests path only. */
+export interface RepoFiles {
+  /** YAML files under the manifests path, relative to the repository root, sorted. */
+  yamlFiles(): Promise<string[]>;
+  read(file: string): Promise<string>;
+  write(file: string, text: string): Promise<void>;
+}
+
+export interface ChangeRequest {
+  /** Edits the checkout; returns the files it changed (none: nothing to commit). */
+  edit(files: RepoFiles): Promise<string[]>;
+  message: string;
+  /** Push to this branch instead of the base branch (pull-request mode), made from the base. */
+  targetBranch?: string;
+}
+
+export interface ManifestRepo {
+  /**
+   * Fetches the base branch, applies the edit, commits and pushes. Changes to one repository
+   * run one at a time. A push rejected because the branch moved (another writer) is retried:
+   * fetch again, re-apply the edit on the new tip, commit, push; so no update is lost.
+   * Resolves to the commit, or undefined when the edit changed nothing.
+   */
+  change(req: ChangeRequest): Promise<{ sha: string; branch: string } | undefined>;
+  /** The commit at the tip of the base branch after a fetch. */
+  head(): Promise<string>;
+}
+
+export interface ManifestRepoOptions {
+  /** http(s) URL of the repository, or a local path to a git work tree (no fetch or push then). */
+  url: string;
+  branch: string;
+  token?: string | undefined;
+  /** Folder of the manifests, relative to the repository root. */
+  path: string;
+  author: { name: string; email: string };
+  /** Where the clone lives (ignored for a local path). */
+  workdir: string;
+  logger: Logger;
+  maxPushAttempts?: number;
+  /** Test seam: runs before each push attempt (e.g. to race another writer). */
+  beforePush?: (attempt: number) => Promise<void>;
+}
+
+const isRemote = (url: string) => /^https?:\/\//.test(url);
+
+/** A workdir per repository URL, so that two repositories never share a clone. */
+export function defaultWorkdir(dataDir: string, url: string): string {
+  return join(dataDir, 'gitops', createHash('sha256').update(url).digest('hex').slice(0, 16));
+}
+
+/**
+ * The manifests repository through isomorphic-git: clone, fetch, edit, commit and push over
+ * smart HTTP with a token.
+ *
+ * @example
+ *   const repo = await openManifestRepo({ url, branch: 'main', token, path: '.', author, workdir, logger });
+ *   await repo.change({ message: 'deploy', edit: async (files) => [...] });
+ */
+export async function openManifestRepo(opts: ManifestRepoOptions): Promise<ManifestRepo> {
+  const log = opts.logger.child({ component: 'gitops-git', repo: opts.url.replace(/\/\/[^@/]*@/, '//') });
+  const remote = isRemote(opts.url);
+  const dir = remote ? opts.workdir : resolve(opts.url);
+  const manifestsRoot = resolve(dir, opts.path);
+  const onAuth = () => (opts.token ? { username: 'x-access-token', password: opts.token } : { cancel: true });
+  const maxAttempts = opts.maxPushAttempts ?? 5;
+  let queue: Promise<unknown> = Promise.resolve();
+
+  if (remote) {
+    await mkdir(dir, { recursive: true });
+    const hasRepo = await readdir(join(dir, '.git')).then(() => true, () => false);
+    if (!hasRepo) {
+      log.info('cloning the manifests repository');
+      await git.clone({ fs, http, dir, url: opts.url, ref: opts.branch, singleBranch: true, onAuth });
+    }
+  }
+
+  /** Moves the local base branch to the remote tip and checks it out, dropping local leftovers. */
+  async function syncToRemote(): Promise<string> {
+    if (!remote) return git.resolveRef({ fs, dir, ref: opts.branch });
+    const fetched = await git.fetch({ fs, http, dir, url: opts.url, ref: opts.branch, singleBranch: true, onAuth });
+    if (!fetched.fetchHead) throw new OrreryError('GIT_FETCH_EMPTY', `branch ${opts.branch} not found on the remote`, { retriable: false });
+    await git.writeRef({ fs, dir, ref: `refs/heads/${opts.branch}`, value: fetched.fetchHead, force: true });
+    await git.checkout({ fs, dir, ref: opts.branch, force: true });
+    return fetched.fetchHead;
+  }
+
+  /** A path inside the manifests folder, or an error: edits never leave it. */
+  function inside(file: string): string {
+    const abs = resolve(dir, normalize(file));
+    if (abs !== manifestsRoot && !abs.startsWith(manifestsRoot + sep)) {
+      throw new OrreryError('GIT_PATH_OUTSIDE', `refusing to touch ${file}: outside the manifests path`, { retriable: false });
+    }
+    return abs;
+  }
+
+  const files: RepoFiles = {
+    async yamlFiles() {
+      const out: string[] = [];
+      async function walk(at: string): Promise<void> {
+        for (const entry of await readdir(at, { withFileTypes: true })) {
+          if (entry.name === '.git') continue;
+          const p = join(at, entry.name);
+          if (entry.isDirectory()) await walk(p);
+          else if (/\.ya?ml$/.test(entry.name)) out.push(relative(dir, p));
+        }
+      }
+      await walk(manifestsRoot);
+      return out.sort();
+    },
+    read: (file) => readFile(inside(file), 'utf8'),
+    write: (file, text) => writeFile(inside(file), text),
+  };
+
+  async function attemptChange(req: ChangeRequest): Promise<{ sha: string; branch: string } | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const base = await syncToRemote();
+      const branch = req.targetBranch ?? opts.branch;
+      if (branch !== opts.branch) {
+        await git.branch({ fs, dir, ref: branch, object: base, checkout: true, force: true });
+      }
+      const changed = await req.edit(files);
+      if (changed.length === 0) {
+        if (branch !== opts.branch) await git.checkout({ fs, dir, ref: opts.branch, force: true });
+        return undefined;
+      }
+      for (const file of changed) await git.add({ fs, dir, filepath: relative(dir, inside(file)).split(sep).join('/') });
+      const now = Math.floor(Date.now() / 1000);
+      const sha = await git.commit({
+        fs,
+        dir,
+        message: req.message,
+        author: { ...opts.author, timestamp: now },
+        committer: { ...opts.author, timestamp: now },
+      });
+      if (!remote) return { sha, branch };
+      await opts.beforePush?.(attempt);
+      try {
+        const res = await git.push({ fs, http, dir, url: opts.url, ref: branch, remoteRef: branch, onAuth, force: branch !== opts.branch });
+        if (!res.ok) throw new OrreryError('GIT_PUSH_REJECTED', `push rejected: ${JSON.stringify(res.refs)}`, { retriable: true });
+        log.info({ sha, branch, attempt }, 'pushed');
+        return { sha, branch };
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        const rejected = code === 'PushRejectedError' || code === 'GIT_PUSH_REJECTED';
+        if (!rejected || attempt >= maxAttempts) throw err;
+        // Someone else moved the branch: start again from its new tip. The edit is
+        // re-applied there, so their change and ours both survive.
+        log.info({ attempt }, 'push rejected (the branch moved): re-fetching and re-applying');
+      }
+    }
+  }
+
+  return {
+    change(req) {
+      const run = queue.then(() => attemptChange(req));
+      queue = run.catch(() => {});
+      return run;
+    },
+    async head() {
+      const run = queue.then(() => syncToRemote());
+      queue = run.catch(() => {});
+      return run;
+    },
+  };
+}
+
+/** Whether a file may change under a policy's file globs (all when absent). */
+export function fileAllowed(file: string, globs: readonly string[] | undefined): boolean {
+  return !globs || globs.some((g) => matchesGlob(file, g));
+}
