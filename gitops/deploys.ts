@@ -1,0 +1,168 @@
+import type { ImagePush, DeployState } from './api/types.ts';
+import { migrate } from '../core/store/migrate.ts';
+import type { Store } from '../core/store/types.ts';
+
+/**
+ * Every deploy request and what became of it: received → committed (sha) or pr-opened →
+ * synced → rolled-out, or failed / skipped (with the reason). In Postgres when there is a
+ * database; in memory otherwise (the single-process default).
+ */
+export interface Deploy {
+  id: number;
+  provider: string;
+  deliveryId: string | null;
+  policy: string;
+  repository: string;
+  tag: string;
+  digest: string | null;
+  state: DeployState;
+  sha: string | null;
+  branch: string | null;
+  prUrl: string | null;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+  history: Array<{ state: DeployState; at: string; detail?: string }>;
+}
+
+export interface DeployLog {
+  /** Records a request; a delivery seen before (same provider, delivery id and policy) is a duplicate. */
+  record(input: { provider: string; deliveryId: string | undefined; policy: string; push: ImagePush }): Promise<{ deploy: Deploy; duplicate: boolean }>;
+  transition(id: number, state: DeployState, fields?: { sha?: string; branch?: string; prUrl?: string; error?: string; detail?: string }): Promise<void>;
+  get(id: number): Promise<Deploy | undefined>;
+  list(opts?: { limit?: number; policy?: string }): Promise<Deploy[]>;
+}
+
+const MIGRATIONS = [
+  {
+    id: '0400_deploys',
+    sql: `create table if not exists deploys (
+      id bigserial primary key,
+      provider text not null,
+      delivery_id text,
+      policy text not null,
+      repository text not null,
+      tag text not null,
+      digest text,
+      state text not null,
+      sha text,
+      branch text,
+      pr_url text,
+      error text,
+      created_at timestamptz not null default now(),
+      updated_at timestamptz not null default now(),
+      history jsonb not null default '[]'
+    );
+    create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
+  },
+];
+
+type Row = Record<string, unknown> & { id: string; history: Deploy['history']; created_at: Date; updated_at: Date };
+
+function fromRow(r: Row): Deploy {
+  return {
+    id: Number(r.id),
+    provider: r.provider as string,
+    deliveryId: (r.delivery_id as string | null) ?? null,
+    policy: r.policy as string,
+    repository: r.repository as string,
+    tag: r.tag as string,
+    digest: (r.digest as string | null) ?? null,
+    state: r.state as DeployState,
+    sha: (r.sha as string | null) ?? null,
+    branch: (r.branch as string | null) ?? null,
+    prUrl: (r.pr_url as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
+    createdAt: new Date(r.created_at).toISOString(),
+    updatedAt: new Date(r.updated_at).toISOString(),
+    history: r.history,
+  };
+}
+
+/** @example const deploys = await createPgDeployLog(store); */
+export async function createPgDeployLog(store: Store): Promise<DeployLog> {
+  await migrate(store, MIGRATIONS);
+  return {
+    async record({ provider, deliveryId, policy, push }) {
+      const entry = JSON.stringify([{ state: 'received', at: new Date().toISOString() }]);
+      const { rows } = await store.query<Row>(
+        `insert into deploys (provider, delivery_id, policy, repository, tag, digest, state, history)
+         values ($1, $2, $3, $4, $5, $6, 'received', $7::jsonb)
+         on conflict (provider, delivery_id, policy) where delivery_id is not null do nothing
+         returning *`,
+        [provider, deliveryId ?? null, policy, push.repository, push.tag, push.digest ?? null, entry],
+      );
+      if (rows[0]) return { deploy: fromRow(rows[0]), duplicate: false };
+      const existing = await store.query<Row>('select * from deploys where provider = $1 and delivery_id = $2 and policy = $3', [provider, deliveryId, policy]);
+      return { deploy: fromRow(existing.rows[0]!), duplicate: true };
+    },
+    async transition(id, state, f = {}) {
+      const entry = JSON.stringify([{ state, at: new Date().toISOString(), ...(f.detail ? { detail: f.detail } : {}) }]);
+      await store.query(
+        `update deploys set state = $2, sha = coalesce($3, sha), branch = coalesce($4, branch), pr_url = coalesce($5, pr_url),
+           error = $6, updated_at = now(), history = history || $7::jsonb where id = $1`,
+        [id, state, f.sha ?? null, f.branch ?? null, f.prUrl ?? null, f.error ?? null, entry],
+      );
+    },
+    async get(id) {
+      const { rows } = await store.query<Row>('select * from deploys where id = $1', [id]);
+      return rows[0] ? fromRow(rows[0]) : undefined;
+    },
+    async list(opts = {}) {
+      const { rows } = await store.query<Row>('select * from deploys where ($1::text is null or policy = $1) order by id desc limit $2', [
+        opts.policy ?? null,
+        opts.limit ?? 100,
+      ]);
+      return rows.map(fromRow);
+    },
+  };
+}
+
+/** @example const deploys = createMemoryDeployLog(); */
+export function createMemoryDeployLog(): DeployLog {
+  const deploys: Deploy[] = [];
+  return {
+    async record({ provider, deliveryId, policy, push }) {
+      const seen = deliveryId ? deploys.find((d) => d.provider === provider && d.deliveryId === deliveryId && d.policy === policy) : undefined;
+      if (seen) return { deploy: structuredClone(seen), duplicate: true };
+      const at = new Date().toISOString();
+      const deploy: Deploy = {
+        id: deploys.length + 1,
+        provider,
+        deliveryId: deliveryId ?? null,
+        policy,
+        repository: push.repository,
+        tag: push.tag,
+        digest: push.digest ?? null,
+        state: 'received',
+        sha: null,
+        branch: null,
+        prUrl: null,
+        error: null,
+        createdAt: at,
+        updatedAt: at,
+        history: [{ state: 'received', at }],
+      };
+      deploys.push(deploy);
+      return { deploy: structuredClone(deploy), duplicate: false };
+    },
+    async transition(id, state, f = {}) {
+      const d = deploys[id - 1];
+      if (!d) return;
+      const at = new Date().toISOString();
+      Object.assign(d, { state, updatedAt: at, error: f.error ?? null }, f.sha ? { sha: f.sha } : {}, f.branch ? { branch: f.branch } : {}, f.prUrl ? { prUrl: f.prUrl } : {});
+      d.history.push({ state, at, ...(f.detail ? { detail: f.detail } : {}) });
+    },
+    async get(id) {
+      const d = deploys[id - 1];
+      return d ? structuredClone(d) : undefined;
+    },
+    async list(opts = {}) {
+      return deploys
+        .filter((d) => !opts.policy || d.policy === opts.policy)
+        .slice(-(opts.limit ?? 100))
+        .reverse()
+        .map((d) => structuredClone(d));
+    },
+  };
+}
