@@ -13,6 +13,7 @@ import type { Component, ComponentFactory } from '../core/component.ts';
 import { createIngestComponent } from '../ingest/main.ts';
 import { createRouterComponent } from '../router/main.ts';
 import { createSinksComponent } from '../sinks/main.ts';
+import { createGitopsComponent } from '../gitops/main.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
@@ -50,6 +51,7 @@ const COMPONENTS: Record<string, ComponentFactory> = {
   ingest: createIngestComponent,
   router: createRouterComponent,
   sinks: createSinksComponent,
+  gitops: createGitopsComponent,
 };
 
 /**

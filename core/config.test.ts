@@ -139,7 +139,7 @@ describe('env interpolation in the file', () => {
       '/g.yaml': `gitops:
   repo: { url: "http://127.0.0.1:8174/manifests.git", token: "\${GIT_TOKEN}" }
   receivers:
-    distribution: { token: "\${REGISTRY_TOKEN}" }
+    distribution: { token: \${REGISTRY_TOKEN} }
   commitMessage: "deploy $\${NOT_A_VAR}"
   policies:
     - { name: airflow, image: registry.example.com/airflow, tags: { semver: ">=1.0.0" }, mode: commit }

@@ -154,7 +154,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
 
   let fromFile: Record<string, unknown> = {};
   if (configPath) {
-    fromFile = interpolate(readYamlFile(configPath, opts.readFile ?? ((p) => readFileSync(p, 'utf8'))), env, configPath, []) as Record<string, unknown>;
+    fromFile = readYamlFile(configPath, opts.readFile ?? ((p) => readFileSync(p, 'utf8')), env);
     markOrigins(fromFile, [], origin, configPath);
   }
 
@@ -180,13 +180,14 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   return deepFreeze(parsed.data);
 }
 
-function readYamlFile(path: string, readFile: (p: string) => string): Record<string, unknown> {
-  let text: string;
+function readYamlFile(path: string, readFile: (p: string) => string, env: Readonly<Record<string, string | undefined>>): Record<string, unknown> {
+  let raw: string;
   try {
-    text = readFile(path);
+    raw = readFile(path);
   } catch (err) {
     throw new ConfigError(`Cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
   }
+  const { text, refs } = withPlaceholders(raw);
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -198,26 +199,47 @@ function readYamlFile(path: string, readFile: (p: string) => string): Record<str
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new ConfigError(`Config file ${path} must hold a YAML mapping at the top level`);
   }
-  return doc as Record<string, unknown>;
+  return interpolate(doc, refs, env, path, []) as Record<string, unknown>;
 }
 
 /**
- * `${NAME}` in a string value of the file is replaced by the environment variable, so that
- * secrets stay out of the file (`token: ${GIT_TOKEN}`). `$${NAME}` is a literal `${NAME}`.
- * A variable that is not set stops the start, naming the field.
+ * `${NAME}` in the file is replaced by the environment variable, so that secrets stay out
+ * of the file (`token: ${GIT_TOKEN}`); `$${NAME}` is a literal `${NAME}`. Users write it
+ * unquoted, even inside flow maps (`{ token: ${TOKEN} }`), where a `{` would end a plain
+ * scalar; so each reference is first swapped for a placeholder that YAML reads as plain
+ * text, and the values are put in after parsing. A value can therefore never change the
+ * YAML's structure. A variable that is not set stops the start, naming the field.
  */
-function interpolate(value: unknown, env: Readonly<Record<string, string | undefined>>, file: string, path: string[]): unknown {
+function withPlaceholders(text: string): { text: string; refs: Map<string, { name: string; literal: boolean }> } {
+  const refs = new Map<string, { name: string; literal: boolean }>();
+  const out = text.replace(/\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, name: string) => {
+    const key = `__orrery_env_${refs.size}__`;
+    refs.set(key, { name, literal: match.startsWith('$$') });
+    return key;
+  });
+  return { text: out, refs };
+}
+
+function interpolate(
+  value: unknown,
+  refs: Map<string, { name: string; literal: boolean }>,
+  env: Readonly<Record<string, string | undefined>>,
+  file: string,
+  path: string[],
+): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (match, name: string) => {
-      if (match.startsWith('$$')) return match.slice(1);
-      const v = env[name];
-      if (v === undefined) throw new ConfigError(`Invalid configuration:\n  - ${path.join('.')} (from ${file}): environment variable ${name} is not set`);
+    return value.replace(/__orrery_env_\d+__/g, (key) => {
+      const ref = refs.get(key);
+      if (!ref) return key;
+      if (ref.literal) return `\${${ref.name}}`;
+      const v = env[ref.name];
+      if (v === undefined) throw new ConfigError(`Invalid configuration:\n  - ${path.join('.')} (from ${file}): environment variable ${ref.name} is not set`);
       return v;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, String(i)]));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, refs, env, file, [...path, String(i)]));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, file, [...path, k])]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, refs, env, file, [...path, k])]));
   }
   return value;
 }

@@ -1,0 +1,119 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { Counter } from 'prom-client';
+import type { Component, ComponentContext } from '../core/component.ts';
+import { ConfigError, InputError, OrreryError } from '../core/errors.ts';
+import { createDeployer } from './controller/deployer.ts';
+import { createMemoryDeployLog, createPgDeployLog, type DeployLog } from './deploys.ts';
+import { policiesFor } from './policy.ts';
+import { RECEIVERS } from './receivers/index.ts';
+import { defaultWorkdir, openManifestRepo } from './source/git.ts';
+
+/** Registry webhooks are small; anything larger is refused before it is read. */
+const MAX_WEBHOOK_BYTES = 1024 * 1024;
+
+/**
+ * The GitOps component's composition root (part 1): registry webhooks under
+ * `/webhooks/registry/<provider>` become recorded deploy requests, which the deployer
+ * turns into commits (or pull requests) to the manifests repository; `GET /deploys` and
+ * `GET /deploys/:id` show their state.
+ *
+ * @example const gitops = await createGitopsComponent(ctx);
+ */
+export async function createGitopsComponent(ctx: ComponentContext): Promise<Component & { deploys: DeployLog; idle(): Promise<void> }> {
+  const log = ctx.logger.child({ component: 'gitops' });
+  const cfg = ctx.config.gitops;
+  const deploys = ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : createMemoryDeployLog();
+  const app = new Hono();
+  app.onError((err, c) => {
+    if (err instanceof OrreryError && err.status < 500) return c.json({ success: false, code: err.code, message: err.message }, err.status as 400);
+    log.error({ err }, 'unexpected error in the gitops API');
+    return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
+  });
+  app.get('/deploys', async (c) => c.json({ deploys: await deploys.list({ limit: Math.min(500, Number(c.req.query('limit') ?? 100) || 100), ...(c.req.query('policy') ? { policy: c.req.query('policy')! } : {}) }) }));
+  app.get('/deploys/:id', async (c) => {
+    const id = Number(c.req.param('id'));
+    const deploy = Number.isSafeInteger(id) ? await deploys.get(id) : undefined;
+    if (!deploy) throw new InputError('not_found', `no deploy ${c.req.param('id')}`, 404);
+    return c.json(deploy);
+  });
+
+  if (!cfg) {
+    log.info('gitops: no gitops section in the config: registry webhooks are off');
+    return { name: 'gitops', routes: app, deploys, idle: async () => {}, stop: async () => {} };
+  }
+
+  const settings = new Map<string, unknown>();
+  for (const [provider, raw] of Object.entries(cfg.receivers)) {
+    const receiver = RECEIVERS.get(provider);
+    if (!receiver) throw new ConfigError(`gitops.receivers.${provider}: no such receiver (known: ${[...RECEIVERS.keys()].join(', ')})`);
+    const parsed = receiver.settingsSchema.safeParse(raw);
+    if (!parsed.success) throw new ConfigError(`gitops.receivers.${provider}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    settings.set(provider, parsed.data);
+  }
+
+  const repo = await openManifestRepo({
+    url: cfg.repo.url,
+    branch: cfg.repo.branch,
+    token: cfg.repo.token,
+    path: cfg.repo.path,
+    author: cfg.repo.author,
+    workdir: cfg.repo.workdir ?? defaultWorkdir(ctx.config.dataDir, cfg.repo.url),
+    logger: log,
+  });
+  const deployer = createDeployer({ repo, deploys, commitMessage: cfg.commitMessage, logger: log, github: cfg.github, baseBranch: cfg.repo.branch });
+  const received = new Counter({ name: 'orrery_gitops_webhooks_total', help: 'Registry webhooks, by provider and outcome', labelNames: ['provider', 'outcome'], registers: [ctx.registry] });
+  log.info({ repo: cfg.repo.url.replace(/\/\/[^@/]*@/, '//'), receivers: [...settings.keys()], policies: cfg.policies.map((p) => p.name) }, 'gitops ready');
+
+  async function handle(c: Context, provider: string, pathSecret?: string) {
+    const receiver = RECEIVERS.get(provider);
+    const providerSettings = settings.get(provider);
+    if (!receiver || providerSettings === undefined) throw new InputError('unknown_receiver', `no receiver configured for ${provider}`, 404);
+    const headers: Record<string, string> = {};
+    c.req.raw.headers.forEach((v, k) => (headers[k.toLowerCase()] = v));
+    let result;
+    try {
+      result = receiver.receive({ headers, body: await c.req.text(), pathSecret, now: Date.now() }, providerSettings);
+    } catch (err) {
+      received.inc({ provider, outcome: err instanceof OrreryError ? err.code : 'error' });
+      throw err;
+    }
+    if (result.kind === 'ignored') {
+      received.inc({ provider, outcome: 'ignored' });
+      return c.json({ success: true, ignored: result.reason });
+    }
+    const ids: number[] = [];
+    let duplicates = 0;
+    for (const push of result.pushes) {
+      for (const policy of policiesFor(cfg!.policies, push)) {
+        const { deploy, duplicate } = await deploys.record({ provider, deliveryId: result.deliveryId, policy: policy.name, push });
+        if (duplicate) {
+          duplicates++;
+          continue;
+        }
+        ids.push(deploy.id);
+        deployer.submit(deploy, policy, push);
+      }
+    }
+    received.inc({ provider, outcome: ids.length > 0 ? 'accepted' : duplicates > 0 ? 'duplicate' : 'no_policy' });
+    // A replayed delivery is answered 200 and does nothing; new work is 202 Accepted.
+    return c.json({ success: true, deploys: ids, ...(duplicates > 0 ? { duplicates } : {}) }, ids.length > 0 ? 202 : 200);
+  }
+
+  const limit = bodyLimit({
+    maxSize: MAX_WEBHOOK_BYTES,
+    onError: (c) => c.json({ success: false, code: 'payload_too_large', message: `webhooks are at most ${MAX_WEBHOOK_BYTES} bytes` }, 400),
+  });
+  app.post('/webhooks/registry/:provider', limit, (c) => handle(c, c.req.param('provider')));
+  app.post('/webhooks/registry/:provider/:secret', limit, (c) => handle(c, c.req.param('provider'), c.req.param('secret')));
+
+  return {
+    name: 'gitops',
+    routes: app,
+    deploys,
+    idle: () => deployer.idle(),
+    async stop() {
+      await deployer.stop();
+    },
+  };
+}
