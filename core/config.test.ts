@@ -153,3 +153,11 @@ describe('env interpolation in the file', () => {
     expect(() => loadConfig({ configPath: '/g.yaml', readFile, env: { GIT_TOKEN: 'x' } })).toThrow(/gitops\.receivers\.distribution\.token \(from \/g\.yaml\): environment variable REGISTRY_TOKEN is not set/);
   });
 });
+
+describe('KUBECONFIG', () => {
+  it('applies to the gitops sync only when the file has a gitops section', () => {
+    expect(loadConfig({ env: { KUBECONFIG: '/k' } }).gitops).toBeUndefined();
+    const readFile = files({ '/k.yaml': 'gitops: { repo: { url: /tmp/x } }\n' });
+    expect(loadConfig({ configPath: '/k.yaml', readFile, env: { KUBECONFIG: '/k' } }).gitops?.sync.kubeconfig).toBe('/k');
+  });
+});

@@ -109,7 +109,8 @@ export const ConfigSchema = z.strictObject({
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 
 /** Environment variables and the config path each one sets. */
-export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list?: boolean }> = [
+/** `requires`: the variable applies only when the file has that section (KUBECONFIG is set on many machines). */
+export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list?: boolean; requires?: string }> = [
   { env: 'LOG_LEVEL', path: ['log', 'level'] },
   { env: 'ORRERY_DATA_DIR', path: ['dataDir'] },
   { env: 'HOST', path: ['http', 'host'] },
@@ -125,6 +126,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
   { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
   { env: 'ROUTER_GROUP', path: ['router', 'group'] },
+  { env: 'KUBECONFIG', path: ['gitops', 'sync', 'kubeconfig'], requires: 'gitops' },
   { env: 'SINKS_MAX_ATTEMPTS', path: ['sinks', 'maxAttempts'] },
   { env: 'SINKS_MAX_AGE_MS', path: ['sinks', 'maxAgeMs'] },
   { env: 'SINKS_BACKOFF_INITIAL_MS', path: ['sinks', 'backoffInitialMs'] },
@@ -159,9 +161,10 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   }
 
   const merged = structuredClone(fromFile);
-  for (const { env: name, path, list } of ENV_MAP) {
+  for (const { env: name, path, list, requires } of ENV_MAP) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
+    if (requires !== undefined && merged[requires] === undefined) continue;
     const value = list ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
     setPath(merged, path, value);
     origin.set(path.join('.'), `env ${name}`);

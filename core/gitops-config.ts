@@ -53,5 +53,15 @@ export const GitopsConfig = z.strictObject({
   receivers: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
   policies: z.array(ImagePolicy).default([]),
   commitMessage: z.string().default('deploy({{policy}}): {{image}}:{{tag}}'),
+  sync: z
+    .strictObject({
+      /** Drift check: a sync at least this often, besides git pushes and our own commits. */
+      intervalMs: z.coerce.number().int().min(1_000).default(60_000),
+      /** How long rollouts may take before the deploy is marked failed. */
+      healthTimeoutMs: z.coerce.number().int().min(1_000).default(5 * 60_000),
+      /** KUBECONFIG of the cluster to sync to; none: plan mode. */
+      kubeconfig: z.string().optional(),
+    })
+    .prefault({}),
 });
 export type GitopsConfig = z.infer<typeof GitopsConfig>;

@@ -3,7 +3,9 @@ import { bodyLimit } from 'hono/body-limit';
 import { Counter } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { ConfigError, InputError, OrreryError } from '../core/errors.ts';
+import { createKubeApplier, loadKubeConfig } from './apply/applier.ts';
 import { createDeployer } from './controller/deployer.ts';
+import { createMemorySyncStatusStore, createPgSyncStatusStore, createSync } from './controller/sync.ts';
 import { createMemoryDeployLog, createPgDeployLog, type DeployLog } from './deploys.ts';
 import { policiesFor } from './policy.ts';
 import { RECEIVERS } from './receivers/index.ts';
@@ -61,7 +63,35 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     workdir: cfg.repo.workdir ?? defaultWorkdir(ctx.config.dataDir, cfg.repo.url),
     logger: log,
   });
-  const deployer = createDeployer({ repo, deploys, commitMessage: cfg.commitMessage, logger: log, github: cfg.github, baseBranch: cfg.repo.branch });
+  const kc = loadKubeConfig(cfg.sync.kubeconfig);
+  const statusStore = ctx.adapters.store ? await createPgSyncStatusStore(ctx.adapters.store, cfg.repo.path) : createMemorySyncStatusStore();
+  const sync = createSync({
+    repo,
+    applier: kc ? createKubeApplier(kc) : undefined,
+    statusStore,
+    deploys,
+    logger: log,
+    intervalMs: cfg.sync.intervalMs,
+    healthTimeoutMs: cfg.sync.healthTimeoutMs,
+    onEvent: (e) => log.info({ event: e.type }, `sync: ${e.message}`),
+  });
+  log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set KUBECONFIG)');
+  sync.trigger('start');
+  const deployer = createDeployer({
+    repo,
+    deploys,
+    commitMessage: cfg.commitMessage,
+    logger: log,
+    github: cfg.github,
+    baseBranch: cfg.repo.branch,
+    onCommitted: () => sync.trigger('commit'),
+  });
+  app.get('/sync/status', async (c) => c.json((await sync.status()) ?? { conditions: [] }));
+  // A git push webhook (GitHub, Gitea, GitLab…) only needs to say "look now".
+  app.post('/webhooks/git', (c) => {
+    sync.trigger('git push');
+    return c.json({ success: true }, 202);
+  });
   const received = new Counter({ name: 'orrery_gitops_webhooks_total', help: 'Registry webhooks, by provider and outcome', labelNames: ['provider', 'outcome'], registers: [ctx.registry] });
   log.info({ repo: cfg.repo.url.replace(/\/\/[^@/]*@/, '//'), receivers: [...settings.keys()], policies: cfg.policies.map((p) => p.name) }, 'gitops ready');
 
@@ -114,6 +144,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     idle: () => deployer.idle(),
     async stop() {
       await deployer.stop();
+      await sync.stop();
     },
   };
 }

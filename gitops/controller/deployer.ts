@@ -47,6 +47,8 @@ export function createDeployer(opts: {
   baseBranch: string;
   fetch?: typeof fetch;
   maxAttempts?: number;
+  /** Called after each commit to the base branch (the sync picks it up at once). */
+  onCommitted?: () => void;
 }): Deployer {
   const log = opts.logger.child({ component: 'gitops-deployer' });
   const pending = new Set<Promise<void>>();
@@ -103,6 +105,7 @@ export function createDeployer(opts: {
           await opts.deploys.transition(deploy.id, 'pr-opened', { sha: result.sha, branch: result.branch, prUrl: url });
         } else {
           await opts.deploys.transition(deploy.id, 'committed', { sha: result.sha, branch: result.branch });
+          opts.onCommitted?.();
         }
         log.info({ deploy: deploy.id, policy: policy.name, tag: push.tag, sha: result.sha }, 'deploy committed');
         return;

@@ -33,6 +33,10 @@ export interface ManifestRepo {
   change(req: ChangeRequest): Promise<{ sha: string; branch: string } | undefined>;
   /** The commit at the tip of the base branch after a fetch. */
   head(): Promise<string>;
+  /** Fetches, then reads every YAML file under the manifests path at the tip. */
+  snapshot(): Promise<{ revision: string; files: Map<string, string> }>;
+  /** Whether `commit` is `revision` or one of its ancestors. */
+  contains(revision: string, commit: string): Promise<boolean>;
 }
 
 export interface ManifestRepoOptions {
@@ -170,6 +174,24 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
       const run = queue.then(() => syncToRemote());
       queue = run.catch(() => {});
       return run;
+    },
+    snapshot() {
+      const run = queue.then(async () => {
+        const revision = await syncToRemote();
+        const out = new Map<string, string>();
+        for (const f of await files.yamlFiles()) out.set(f, await files.read(f));
+        return { revision, files: out };
+      });
+      queue = run.catch(() => {});
+      return run;
+    },
+    async contains(revision, commit) {
+      if (revision === commit) return true;
+      try {
+        return await git.isDescendent({ fs, dir, oid: revision, ancestor: commit, depth: -1 });
+      } catch {
+        return false;
+      }
     },
   };
 }

@@ -176,6 +176,21 @@ ${policies}
     expect((await gitCli(after, 'rev-parse', 'HEAD')).trim()).toBe(head);
   });
 
+  it('without a cluster, the sync runs in plan mode and records the plan for the head revision', async () => {
+    const head = (await gitCli(await server.clone(), 'rev-parse', 'HEAD')).trim();
+    const status = await waitFor(
+      async () => {
+        const s = (await (await fetch(`${orrery.url}/sync/status`)).json()) as { mode: string; revision: string; plan: { apply: string[] }; conditions: Array<{ type: string; reason: string }> };
+        return s.revision === head ? s : undefined;
+      },
+      { what: 'a plan for the head revision' },
+    );
+    expect(status.mode).toBe('plan');
+    expect(status.plan.apply).toHaveLength(WORKLOADS);
+    expect(status.plan.apply).toContain('_w0_apps_Deployment');
+    expect(status.conditions[0]).toMatchObject({ type: 'Ready', reason: 'Planned' });
+  });
+
   it('a valid generic webhook, signed Standard Webhooks style, deploys', async () => {
     const body = JSON.stringify({ image: 'registry.example.com/team/w5', tag: '1.4.0' });
     const ts = Math.floor(Date.now() / 1000);

@@ -1,0 +1,244 @@
+import { parseAllDocuments } from 'yaml';
+import { isRetriable } from '../../core/errors.ts';
+import type { Logger } from '../../core/logger.ts';
+import { abortableSleep, backoffDelay, DEFAULT_BACKOFF } from '../../core/retry.ts';
+import type { Store } from '../../core/store/types.ts';
+import { migrate } from '../../core/store/migrate.ts';
+import type { Applier } from '../apply/applier.ts';
+import type { Health } from '../apply/health.ts';
+import { applyStage, objectId, toPrune, type ObjectRef } from '../apply/inventory.ts';
+import type { DeployLog } from '../deploys.ts';
+import type { ManifestRepo } from '../source/git.ts';
+
+export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled';
+
+export interface SyncStatus {
+  mode: 'apply' | 'plan';
+  /** The last revision applied (or planned). */
+  revision: string | null;
+  conditions: Array<{ type: ConditionType; status: 'True' | 'False'; reason: string; message: string; at: string }>;
+  /** Object ids applied by the last successful sync: the base of the next prune. */
+  inventory: string[];
+  /** In plan mode, or the last run's diff: what would be (or was) applied and pruned. */
+  plan: { apply: string[]; prune: string[] };
+  updatedAt: string;
+}
+
+export interface SyncStatusStore {
+  load(): Promise<SyncStatus | undefined>;
+  save(status: SyncStatus): Promise<void>;
+}
+
+export function createMemorySyncStatusStore(): SyncStatusStore {
+  let saved: SyncStatus | undefined;
+  return { load: async () => (saved ? structuredClone(saved) : undefined), save: async (s) => void (saved = structuredClone(s)) };
+}
+
+/** One row per synced path, the status as a JSON document. */
+export async function createPgSyncStatusStore(store: Store, name: string): Promise<SyncStatusStore> {
+  await migrate(store, [{ id: '0410_gitops_sync', sql: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at timestamptz not null default now())' }]);
+  return {
+    async load() {
+      const { rows } = await store.query<{ status: SyncStatus }>('select status from gitops_sync where name = $1', [name]);
+      return rows[0]?.status;
+    },
+    async save(status) {
+      await store.query('insert into gitops_sync (name, status) values ($1, $2::jsonb) on conflict (name) do update set status = excluded.status, updated_at = now()', [
+        name,
+        JSON.stringify(status),
+      ]);
+    },
+  };
+}
+
+/** Parses the manifests into objects, in apply order; a document that is not an object is a config error. */
+export function parseManifests(files: Map<string, string>): Array<ObjectRef & Record<string, unknown>> {
+  const objects: Array<ObjectRef & Record<string, unknown>> = [];
+  for (const [file, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    for (const doc of parseAllDocuments(text) as unknown as Array<{ errors: Array<{ message: string }>; toJS(): unknown }>) {
+      if (doc.errors.length > 0) throw Object.assign(new Error(`${file}: ${doc.errors[0]!.message}`), { retriable: false });
+      const o = doc.toJS() as (ObjectRef & Record<string, unknown>) | null;
+      if (o === null || o === undefined) continue;
+      if (typeof o !== 'object' || !o.apiVersion || !o.kind || !o.metadata?.name) {
+        throw Object.assign(new Error(`${file}: every document needs apiVersion, kind and metadata.name`), { retriable: false });
+      }
+      objects.push(o);
+    }
+  }
+  return objects.sort((a, b) => applyStage(a.kind) - applyStage(b.kind));
+}
+
+export interface Sync {
+  /** Asks for a run soon (a git push, a commit of ours, the interval); runs coalesce. */
+  trigger(reason: string): void;
+  runOnce(): Promise<SyncStatus>;
+  status(): Promise<SyncStatus | undefined>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The sync of one manifests path to the cluster, as a reconcile loop (Flux's
+ * kustomize-controller is the model): fetch the branch, parse the manifests, apply them
+ * with server-side apply in stages (CRDs and namespaces, config, workloads), prune what
+ * left git by the stored inventory, wait for rollouts by kubectl's rules, and write the
+ * status back with conditions (Ready, Reconciling, Stalled). Invalid manifests stall
+ * without a retry; transient errors retry with backoff. Deploys whose commit the applied
+ * revision contains move to `synced`, then `rolled-out` or `failed`.
+ *
+ * Without a cluster (`applier` undefined) it runs in plan mode: it diffs against the last
+ * inventory and records the plan, so the single-process default shows what it would do.
+ *
+ * @example const sync = createSync({ repo, applier, statusStore, deploys, logger, intervalMs: 60_000 });
+ */
+export function createSync(opts: {
+  repo: ManifestRepo;
+  applier: Applier | undefined;
+  statusStore: SyncStatusStore;
+  deploys: DeployLog;
+  logger: Logger;
+  intervalMs: number;
+  healthTimeoutMs?: number;
+  pollMs?: number;
+  onEvent?: (e: { type: string; message: string }) => void;
+}): Sync {
+  const log = opts.logger.child({ component: 'gitops-sync' });
+  const stopping = new AbortController();
+  let running: Promise<SyncStatus> | undefined;
+  let again = false;
+  let lastReady: string | undefined;
+
+  function condition(type: ConditionType, status: 'True' | 'False', reason: string, message: string) {
+    return { type, status, reason, message, at: new Date().toISOString() };
+  }
+
+  async function finish(status: SyncStatus): Promise<SyncStatus> {
+    await opts.statusStore.save(status);
+    const ready = status.conditions.find((c) => c.type === 'Ready');
+    const key = `${ready?.status}:${ready?.reason}`;
+    // Events on transitions only.
+    if (key !== lastReady) opts.onEvent?.({ type: ready?.reason ?? 'Unknown', message: ready?.message ?? '' });
+    lastReady = key;
+    return status;
+  }
+
+  async function reconcile(): Promise<SyncStatus> {
+    const previous = (await opts.statusStore.load()) ?? undefined;
+    const base: SyncStatus = {
+      mode: opts.applier ? 'apply' : 'plan',
+      revision: previous?.revision ?? null,
+      conditions: [],
+      inventory: previous?.inventory ?? [],
+      plan: { apply: [], prune: [] },
+      updatedAt: new Date().toISOString(),
+    };
+    const { revision, files } = await opts.repo.snapshot();
+    let objects;
+    try {
+      objects = parseManifests(files);
+    } catch (err) {
+      return finish({ ...base, conditions: [condition('Ready', 'False', 'InvalidManifests', (err as Error).message), condition('Stalled', 'True', 'InvalidManifests', (err as Error).message)] });
+    }
+    const ids = objects.map(objectId);
+    const prune = toPrune(base.inventory, ids);
+    const plan = { apply: ids, prune };
+    const committed = (await opts.deploys.list({ limit: 200 })).filter((d) => d.state === 'committed' && d.sha);
+    const included = [];
+    for (const d of committed) if (await opts.repo.contains(revision, d.sha!)) included.push(d);
+
+    if (!opts.applier) {
+      log.info({ revision, apply: ids.length, prune: prune.length }, 'plan (no cluster configured)');
+      return finish({ ...base, revision, plan, inventory: ids, conditions: [condition('Ready', 'True', 'Planned', `plan for ${revision.slice(0, 12)}: ${ids.length} to apply, ${prune.length} to prune`)] });
+    }
+
+    for (const o of objects) await opts.applier.apply(o, { force: true });
+    for (const d of included) await opts.deploys.transition(d.id, 'synced', { detail: `applied at ${revision.slice(0, 12)}` });
+    const apiVersions = new Map(objects.map((o) => [`${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}`, o.apiVersion]));
+    const survivors: string[] = [];
+    for (const id of prune) {
+      try {
+        await opts.applier.remove(id, (group, kind) => apiVersions.get(`${group}/${kind}`) ?? (group ? `${group}/v1` : 'v1'));
+      } catch (err) {
+        // Kept in the inventory, so the next run tries again.
+        survivors.push(id);
+        log.warn({ err, id }, 'prune failed');
+      }
+    }
+    const inventory = [...ids, ...survivors];
+    await opts.statusStore.save({ ...base, revision, plan, inventory, conditions: [condition('Reconciling', 'True', 'Progressing', `waiting for rollouts at ${revision.slice(0, 12)}`)] });
+
+    const deadline = Date.now() + (opts.healthTimeoutMs ?? 5 * 60_000);
+    const workloads = objects.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
+    let pending: Array<{ id: string; health: Health }> = [];
+    for (;;) {
+      pending = [];
+      for (const w of workloads) {
+        const health = await opts.applier.health(w);
+        if (health && health.status !== 'healthy') pending.push({ id: objectId(w), health });
+      }
+      const failed = pending.find((p) => p.health.status === 'failed');
+      if (failed || pending.length === 0 || Date.now() > deadline || stopping.signal.aborted) break;
+      await abortableSleep(opts.pollMs ?? 1_000, stopping.signal);
+    }
+    if (pending.length > 0) {
+      const message = pending.map((p) => `${p.id}: ${'reason' in p.health ? p.health.reason : ''}`).join('; ');
+      for (const d of included) await opts.deploys.transition(d.id, 'failed', { error: `rollout did not become healthy: ${message}` });
+      return finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'False', 'HealthCheckFailed', message)] });
+    }
+    for (const d of included) await opts.deploys.transition(d.id, 'rolled-out', { detail: `healthy at ${revision.slice(0, 12)}` });
+    return finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'True', 'ReconciliationSucceeded', `applied revision ${revision.slice(0, 12)}`)] });
+  }
+
+  async function runWithRetry(): Promise<SyncStatus> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await reconcile();
+      } catch (err) {
+        if (!isRetriable(err) || attempt >= 5 || stopping.signal.aborted) {
+          log.error({ err }, 'sync failed');
+          const previous = await opts.statusStore.load();
+          return finish({
+            mode: opts.applier ? 'apply' : 'plan',
+            revision: previous?.revision ?? null,
+            inventory: previous?.inventory ?? [],
+            plan: previous?.plan ?? { apply: [], prune: [] },
+            updatedAt: new Date().toISOString(),
+            conditions: [condition('Ready', 'False', 'ReconciliationFailed', (err as Error).message)],
+          });
+        }
+        await abortableSleep(backoffDelay(attempt, DEFAULT_BACKOFF), stopping.signal);
+      }
+    }
+  }
+
+  function runOnce(): Promise<SyncStatus> {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = runWithRetry().finally(() => {
+      running = undefined;
+      if (again && !stopping.signal.aborted) {
+        again = false;
+        void runOnce();
+      }
+    });
+    return running;
+  }
+
+  const timer = setInterval(() => void runOnce(), opts.intervalMs);
+  timer.unref();
+
+  return {
+    trigger(reason) {
+      log.debug({ reason }, 'sync triggered');
+      void runOnce();
+    },
+    runOnce,
+    status: () => opts.statusStore.load(),
+    async stop() {
+      clearInterval(timer);
+      stopping.abort();
+      await running?.catch(() => {});
+    },
+  };
+}
