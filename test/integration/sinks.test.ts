@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createPgStore } from '../../core/store/pg.ts';
 import { serviceEnv, uniqueName, waitFor } from '../helpers/index.ts';
 import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
@@ -137,5 +138,34 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     const ids = receiver.accepted().map((b) => b.messageId);
     console.info(`sink kill -9: ${N} events, ${before} delivered before the kill, ${ids.length - N} delivered twice`);
     expect(new Set(ids).size).toBe(N);
+  });
+
+  it('the warehouse destination stages events in Postgres, once per messageId', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orrery-wh-'));
+    const schema = uniqueName('wh').toLowerCase();
+    await writeFile(
+      join(dir, 'orrery.yaml'),
+      `sources: [{ id: web, writeKeys: [sink-test-key] }]
+destinations: [{ id: dwh, type: warehouse, databaseUrl: \${DATABASE_URL}, schema: ${schema} }]
+routes: [{ source: web, destination: dwh }]
+`,
+    );
+    const { env } = await platform('http://127.0.0.1:9/unused');
+    const orrery = await startOrrery(['start'], { ...env, ORRERY_CONFIG: join(dir, 'orrery.yaml') });
+    procs.push(orrery);
+    const tag = uniqueName('w');
+    const events = Array.from({ length: 50 }, (_, i) => ({ type: 'track', event: 'Staged', userId: `${tag}-u${i % 4}`, messageId: `${tag}-${i}` }));
+    await sendBatch(orrery.url, events);
+    await sendBatch(orrery.url, events.slice(0, 10));
+    const store = createPgStore({ url: serviceEnv('DATABASE_URL'), schema });
+    try {
+      const count = async () => Number((await store.query<{ n: string }>('select count(*) as n from batch_events').catch(() => ({ rows: [{ n: '0' }] }))).rows[0]!.n);
+      await waitFor(async () => (await count()) === 50, { timeoutMs: 60_000, what: '50 staged rows' });
+      const metrics = await (await fetch(`${orrery.url}/metrics`)).text();
+      expect(metrics).toMatch(/orrery_sink_events_delivered_total\{destination="dwh"[^}]*\} 50/);
+      expect(await count()).toBe(50);
+    } finally {
+      await store.close();
+    }
   });
 });
