@@ -16,6 +16,10 @@ import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
+import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
+import { createKubeApplier, loadKubeConfig } from '../gitops/apply/applier.ts';
+import { parseManifests } from '../gitops/controller/sync.ts';
+import { objectId } from '../gitops/apply/inventory.ts';
 import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
@@ -28,6 +32,7 @@ import type { Logger } from '../core/logger.ts';
  */
 
 interface Flags {
+  [render: string]: string | boolean | string[] | undefined;
   destination?: string | undefined;
   id?: string[] | undefined;
   all?: boolean | undefined;
@@ -192,6 +197,32 @@ Needs DATABASE_URL (dead letters live in Postgres).`,
       }
     },
   },
+  render: {
+    ...RENDER_HELP,
+    async run(args, _config, flags) {
+      const code = await renderCommand(args, flags as never);
+      if (code !== 0) process.exitCode = code;
+    },
+  },
+  apply: {
+    summary: 'Render a values file and apply it to the cluster in KUBECONFIG, in one step',
+    usage: 'orrery apply <values.yaml> [--deployment name]',
+    help: `Renders like 'orrery render' and applies every object with server-side apply
+(fieldManager orrery), CRDs and namespaces first, then config, then workloads. For a
+cluster that GitOps syncs, commit the render instead and let the sync apply it.`,
+    async run(args, _config, flags) {
+      const [valuesPath] = args;
+      if (!valuesPath) throw new ConfigError('usage: orrery apply <values.yaml>');
+      const kc = loadKubeConfig(process.env.KUBECONFIG);
+      if (!kc) throw new ConfigError('orrery apply needs a cluster: set KUBECONFIG');
+      const rendered = await renderToFiles({ valuesPath, target: 'kubernetes', ...(typeof flags.deployment === 'string' ? { deployment: flags.deployment } : {}) });
+      const applier = createKubeApplier(kc);
+      for (const o of parseManifests(new Map([['rendered.yaml', rendered.stdout ?? '']]))) {
+        await applier.apply(o, { force: true });
+        process.stdout.write(`applied ${objectId(o)}\n`);
+      }
+    },
+  },
   config: {
     summary: 'Check a config and print it resolved, with secrets hidden',
     usage: 'orrery config check [--config file]',
@@ -239,6 +270,7 @@ export async function main(argv: string[]): Promise<number> {
       id: { type: 'string', multiple: true },
       all: { type: 'boolean' },
       limit: { type: 'string' },
+      ...RENDER_OPTIONS,
     },
   });
   const [name, ...rest] = positionals;

@@ -38,9 +38,9 @@ describe('inventory', () => {
     expect(objectId({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'airflow-a' } })).toBe('airflow-a_web_apps_Deployment');
     expect(objectId({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'airflow-a' } })).toBe('_airflow-a__Namespace');
   });
-  it('prunes what left, workloads first and namespaces last', () => {
+  it('prunes what left, workloads first, and never a namespace', () => {
     const before = ['_ns__Namespace', 'ns_cfg__ConfigMap', 'ns_web_apps_Deployment', 'ns_keep__Service'];
-    expect(toPrune(before, ['ns_keep__Service'])).toEqual(['ns_web_apps_Deployment', 'ns_cfg__ConfigMap', '_ns__Namespace']);
+    expect(toPrune(before, ['ns_keep__Service'])).toEqual(['ns_web_apps_Deployment', 'ns_cfg__ConfigMap']);
   });
   it('stages CRDs and namespaces, then config, then workloads', () => {
     expect(['Deployment', 'ConfigMap', 'Namespace', 'Ingress'].sort((a, b) => applyStage(a) - applyStage(b))).toEqual(['Namespace', 'ConfigMap', 'Deployment', 'Ingress']);

@@ -21,11 +21,16 @@ export function parseObjectId(id: string): { namespace: string; name: string; gr
   return { namespace, name, group, kind };
 }
 
-/** Ids in `before` and not in `after`: what to prune. Sorted so that namespaces go last. */
+/**
+ * Ids in `before` and not in `after`: what to prune, workloads first. Namespaces are never
+ * pruned: deleting one deletes everything in it (a team's metadata database, its log
+ * volumes), which no commit should do by omission; the controller's RBAC has no delete on
+ * namespaces either. Remove a namespace by hand.
+ */
 export function toPrune(before: readonly string[], after: readonly string[]): string[] {
   const keep = new Set(after);
   return before
-    .filter((id) => !keep.has(id))
+    .filter((id) => !keep.has(id) && parseObjectId(id).kind !== 'Namespace')
     .sort((a, b) => pruneRank(parseObjectId(a).kind) - pruneRank(parseObjectId(b).kind) || a.localeCompare(b));
 }
 

@@ -59,6 +59,9 @@ export function parseManifests(files: Map<string, string>): Array<ObjectRef & Re
       if (doc.errors.length > 0) throw Object.assign(new Error(`${file}: ${doc.errors[0]!.message}`), { retriable: false });
       const o = doc.toJS() as (ObjectRef & Record<string, unknown>) | null;
       if (o === null || o === undefined) continue;
+      // A YAML document that is not a Kubernetes object at all (a values file kept beside
+      // the manifests) is not ours to apply; one that claims a kind must be complete.
+      if (typeof o === 'object' && !('apiVersion' in o) && !('kind' in o)) continue;
       if (typeof o !== 'object' || !o.apiVersion || !o.kind || !o.metadata?.name) {
         throw Object.assign(new Error(`${file}: every document needs apiVersion, kind and metadata.name`), { retriable: false });
       }
