@@ -206,16 +206,16 @@ Needs DATABASE_URL (dead letters live in Postgres).`,
   },
   apply: {
     summary: 'Render a values file and apply it to the cluster in KUBECONFIG, in one step',
-    usage: 'orrery apply <values.yaml> [--deployment name]',
+    usage: 'orrery apply <values.yaml>',
     help: `Renders like 'orrery render' and applies every object with server-side apply
 (fieldManager orrery), CRDs and namespaces first, then config, then workloads. For a
 cluster that GitOps syncs, commit the render instead and let the sync apply it.`,
-    async run(args, _config, flags) {
+    async run(args) {
       const [valuesPath] = args;
       if (!valuesPath) throw new ConfigError('usage: orrery apply <values.yaml>');
       const kc = loadKubeConfig(process.env.KUBECONFIG);
       if (!kc) throw new ConfigError('orrery apply needs a cluster: set KUBECONFIG');
-      const rendered = await renderToFiles({ valuesPath, target: 'kubernetes', ...(typeof flags.deployment === 'string' ? { deployment: flags.deployment } : {}) });
+      const rendered = await renderToFiles({ valuesPath, target: 'kubernetes' });
       const applier = createKubeApplier(kc);
       for (const o of parseManifests(new Map([['rendered.yaml', rendered.stdout ?? '']]))) {
         await applier.apply(o, { force: true });
