@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Context } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
 import type { Registry } from '../core/metrics.ts';
+import { createLeasedLimiter } from '../core/cache/leased-limiter.ts';
 import { createIngestApp, type IngestMetrics } from './app.ts';
 import { createHandoff, type Handoff, type HandoffEvent } from './handoff.ts';
 import { createLiveSourceResolver } from './sources.ts';
@@ -38,7 +39,8 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   const app = createIngestApp({
     sources,
     handoff,
-    limiter: adapters.cache,
+    // Redis is asked once per 100 events per source, not once per request.
+    limiter: adapters.cache.kind === 'memory' ? adapters.cache : createLeasedLimiter(adapters.cache.take.bind(adapters.cache), { leaseTokens: 100, leaseMs: 1_000 }),
     defaultRateLimit: { capacity: config.ingest.rateLimit.burst, refillPerSec: config.ingest.rateLimit.eventsPerSecond },
     metrics,
     clientIp: (c: Context) => clientIp(c, trustProxy),
