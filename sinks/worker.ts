@@ -87,9 +87,31 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   const destId = opts.destination.id;
   const dedupKey = (e: Envelope) => `sink:${destId}:${e.sourceId}:${e.messageId}`;
 
+  /** The half-open trial in flight, if any: while it runs, the others wait for its outcome. */
+  let trial: Promise<void> | undefined;
+
   async function attempt(events: Envelope[]): Promise<void> {
-    const wait = breaker.waitMs();
-    if (wait > 0) await abortableSleep(wait, stopping.signal);
+    for (;;) {
+      const wait = breaker.waitMs();
+      if (wait > 0) await abortableSleep(wait, stopping.signal);
+      if (stopping.signal.aborted) throw new Error('worker stopping: the batch will be read again');
+      if (breaker.state() !== 'half-open') return send(events);
+      // Half-open: one call tests the destination; the rest wait for its outcome instead
+      // of all trying (and all failing, each spending an attempt) at once.
+      if (trial) {
+        await trial.catch(() => {});
+        continue;
+      }
+      trial = send(events);
+      try {
+        return await trial;
+      } finally {
+        trial = undefined;
+      }
+    }
+  }
+
+  async function send(events: Envelope[]): Promise<void> {
     try {
       await opts.module.deliver(events, config, { fetch: opts.fetch, now, signal: hardStop.signal });
       breaker.success();
@@ -185,8 +207,11 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       if (!l) lanes.set(userOf(e), (l = []));
       l.push({ event: e, attempts: 0, firstAttemptAt: undefined });
     };
-    const size = Math.max(1, opts.module.maxBatchSize);
-    for (let i = 0; i < fresh.length; ) {
+    const size = Math.max(1, Math.min(opts.module.maxBatchSize, opts.module.batchSize?.(config) ?? opts.module.maxBatchSize));
+    // One event per call: sequential chunks would send one request at a time, so every
+    // event goes to its user's lane instead, and lanes run `concurrency` users at once.
+    if (size === 1) for (const e of fresh) toLane(e);
+    for (let i = 0; size > 1 && i < fresh.length; ) {
       // Events of users already in a lane wait behind their earlier events.
       const chunk: Envelope[] = [];
       for (; i < fresh.length && chunk.length < size; i++) {

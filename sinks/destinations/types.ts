@@ -18,6 +18,12 @@ export interface DestinationModule<C = unknown> {
   /** Most events one `deliver` call takes (the vendor's documented batch limit). */
   maxBatchSize: number;
   /**
+   * Events per call for these settings, when they decide it (a webhook posts one event per
+   * request unless `batch: true`). A destination that takes one event per call is delivered
+   * per user, several users at once, instead of in cross-user chunks.
+   */
+  batchSize?(config: C): number;
+  /**
    * Sends the events, in order. Resolves when the vendor accepted all of them; throws a
    * {@link DeliveryError} otherwise. Must not retry by itself: the worker does.
    */

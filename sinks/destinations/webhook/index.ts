@@ -46,6 +46,7 @@ const webhook: DestinationModule<WebhookConfig> = {
   displayName: 'Webhooks',
   configSchema: Config as unknown as z.ZodType<WebhookConfig>,
   maxBatchSize: 100,
+  batchSize: (config) => (config.batch ? 100 : 1),
   async deliver(events, config, ctx) {
     const doFetch = config.allowPrivateNetwork ? ctx.fetch : (guardedFetch as typeof fetch);
     const calls = config.batch ? [events] : events.map((e) => [e]);
