@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const NEEDED = ['KAFKA_BROKERS', 'DATABASE_URL', 'REDIS_URL'] as const;
+const NEEDED = ['KAFKA_BROKERS', 'DATABASE_URL', 'REDIS_URL', 'KUBECONFIG'] as const;
 
 /**
  * Integration tests need the real services. When the env does not point at them already,
@@ -9,6 +9,9 @@ const NEEDED = ['KAFKA_BROKERS', 'DATABASE_URL', 'REDIS_URL'] as const;
  * `export NAME=value` lines into this process, which the test workers inherit.
  */
 export default function setup(): void {
+  // An ambient KUBECONFIG usually points at a real cluster: tests only use the test one.
+  const kube = process.env.KUBECONFIG ?? '';
+  if (kube && !kube.includes('orrery-services') && kube !== process.env.ORRERY_TEST_KUBECONFIG) delete process.env.KUBECONFIG;
   if (NEEDED.every((n) => process.env[n])) return;
   const up = fileURLToPath(new URL('../services/up', import.meta.url));
   const out = execFileSync('bash', [up], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });

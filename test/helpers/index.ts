@@ -13,7 +13,7 @@ export function uniqueName(prefix: string): string {
 }
 
 /** Reads a service URL the test needs; global-setup guarantees it is there. */
-export function serviceEnv(name: 'KAFKA_BROKERS' | 'DATABASE_URL' | 'REDIS_URL'): string {
+export function serviceEnv(name: 'KAFKA_BROKERS' | 'DATABASE_URL' | 'REDIS_URL' | 'KUBECONFIG'): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: run the tests through test/all, or eval "$(test/services/up)" first`);
   return value;
