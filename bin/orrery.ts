@@ -14,6 +14,7 @@ import { createIngestComponent } from '../ingest/main.ts';
 import { createRouterComponent } from '../router/main.ts';
 import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
+import { createPilotComponent } from '../pilot/main.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
@@ -57,6 +58,7 @@ const COMPONENTS: Record<string, ComponentFactory> = {
   router: createRouterComponent,
   sinks: createSinksComponent,
   gitops: createGitopsComponent,
+  pilot: createPilotComponent,
 };
 
 /**
@@ -131,6 +133,8 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
       const server = await listen({ fetch: app.fetch, host: cfg.http.host, port: cfg.http.port, logger });
       onShutdown(logger, async () => {
         draining = true;
+        // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.
+        for (const c of components) await c.drain?.();
         // Stop taking requests first; requests in flight finish and get their answer.
         await server.close();
         await stopAll();

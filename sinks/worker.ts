@@ -89,11 +89,26 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
 
   /** The half-open trial in flight, if any: while it runs, the others wait for its outcome. */
   let trial: Promise<void> | undefined;
+  /** The group heartbeat of the batch in hand (any batch's keeps this member alive). */
+  let heartbeat: () => Promise<void> = async () => {};
+
+  /**
+   * Waits `ms`, telling the group we are alive every few seconds: a wait on the breaker or
+   * a backoff can outlast the session timeout, and a member that goes quiet loses its
+   * partitions, so its batch would be read (and delivered) again elsewhere.
+   */
+  async function wait(ms: number): Promise<void> {
+    const until = now() + ms;
+    for (let left = ms; left > 0 && !stopping.signal.aborted; left = until - now()) {
+      await abortableSleep(Math.min(left, 3_000), stopping.signal);
+      await heartbeat().catch(() => {});
+    }
+  }
 
   async function attempt(events: Envelope[]): Promise<void> {
     for (;;) {
-      const wait = breaker.waitMs();
-      if (wait > 0) await abortableSleep(wait, stopping.signal);
+      const cooldown = breaker.waitMs();
+      if (cooldown > 0) await wait(cooldown);
       if (stopping.signal.aborted) throw new Error('worker stopping: the batch will be read again');
       if (breaker.state() !== 'half-open') return send(events);
       // Half-open: one call tests the destination; the rest wait for its outcome instead
@@ -131,7 +146,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   }
 
   /** One user's events, in order, each retried until delivered or dead. */
-  async function lane(items: Pending[], heartbeat: () => Promise<void>): Promise<NewDeadLetter[]> {
+  async function lane(items: Pending[]): Promise<NewDeadLetter[]> {
     const dead: NewDeadLetter[] = [];
     for (const item of items) {
       for (;;) {
@@ -155,8 +170,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
           }
           const delay = Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0);
           opts.metrics?.retried(destId);
-          await heartbeat();
-          await abortableSleep(delay, stopping.signal);
+          await wait(delay);
         }
       }
     }
@@ -177,7 +191,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   }
 
   async function handle(batch: IncomingBatch): Promise<void> {
-    const heartbeat = batch.heartbeat ?? (async () => {});
+    if (batch.heartbeat) heartbeat = batch.heartbeat;
     const dead: NewDeadLetter[] = [];
     const events: Envelope[] = [];
     for (const m of batch.messages) {
@@ -236,7 +250,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     if (lanes.size > 0) {
       const queue = [...lanes.values()];
       const workers = Array.from({ length: Math.min(opts.concurrency, queue.length) }, async () => {
-        for (let l = queue.shift(); l; l = queue.shift()) dead.push(...(await lane(l, heartbeat)));
+        for (let l = queue.shift(); l; l = queue.shift()) dead.push(...(await lane(l)));
       });
       await Promise.all(workers);
     }

@@ -61,8 +61,9 @@ routes: [{ source: web, destination: hook }]
       await store.close();
     }
     await waitFor(async () => (await send('second-write-key', { userId: 'u', event: 'Warmup' })).status === 200, { what: 'the new key to work' });
-    // The old key still works: rotation keeps both.
-    expect((await send('first-write-key', { userId: 'u', event: 'Audited', messageId: 'audited-1' })).status).toBe(200);
+    // The old key still works: rotation keeps both. (A messageId of its own: dedup remembers ids for 24 h.)
+    const audited = uniqueName('audited');
+    expect((await send('first-write-key', { userId: 'u', event: 'Audited', messageId: audited })).status).toBe(200);
 
     await waitFor(async () => (await bus.ping()) && (await fetch(`${orrery!.url}/readyz`)).ok, { what: 'ready' });
     const rec = await waitFor(
@@ -75,7 +76,7 @@ routes: [{ source: web, destination: hook }]
       },
       { what: 'the audit topic, created by the router on the config change' },
     );
-    await waitFor(() => rec.messages.get(topics.destination('audit'))!.some((m) => JSON.parse(m.value!.toString()).messageId === 'audited-1'), {
+    await waitFor(() => rec.messages.get(topics.destination('audit'))!.some((m) => JSON.parse(m.value!.toString()).messageId === audited), {
       what: 'the event on the new route',
     });
     await rec.sub.stop();

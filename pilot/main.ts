@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { Hono } from 'hono';
+import type { Component, ComponentContext } from '../core/component.ts';
+import { createPgDeployLog, type DeployLog } from '../gitops/deploys.ts';
+import { createAlertMonitor, createWebhookNotifier, defaultRules, type AlertRule } from './alerts.ts';
+import { createPilotApi } from './api.ts';
+import { pilotConfigFrom, type PilotConfig } from './config.ts';
+import { createEventBuffer, startRawTopicDebugger, type RawTopicDebugger } from './debugger.ts';
+import { createDemoReceiver } from './demo.ts';
+import { createMetricsSampler } from './metrics.ts';
+import { createPilotUi } from './ui/pages.ts';
+
+/** What the composition root may hand Pilot besides the context; all optional. */
+export interface PilotDeps {
+  /** Pilot's settings; default: pilotConfigFrom(process.env). */
+  pilot?: PilotConfig;
+  /**
+   * The deploy log. Default: the `deploys` table when there is a database; without one,
+   * gitops keeps its log in memory, so pass gitops' own (`createGitopsComponent(ctx)).deploys`)
+   * for Pilot to see it.
+   */
+  deploys?: DeployLog;
+  /** Replace the default alert rules. */
+  rules?: AlertRule[];
+  fetch?: typeof fetch;
+}
+
+/**
+ * The Pilot component: one API (`/api/*`, Bearer admin token) and web UI (`/`) over both
+ * halves of Orrery: the control plane, dead letters, deploys, metrics and alerts, and a
+ * live event debugger fed by the raw topic. Its metrics and alerts read the registry of
+ * the process it runs in, so run it in the same process as the pipeline (`orrery start`).
+ *
+ * @example
+ *   // bin/orrery.ts, COMPONENTS:
+ *   pilot: createPilotComponent,
+ */
+export async function createPilotComponent(ctx: ComponentContext, deps: PilotDeps = {}): Promise<Component & { closeStreams(): void }> {
+  const log = ctx.logger.child({ component: 'pilot' });
+  // The one place Pilot reads the environment, and only when the caller did not parse it.
+  const cfg = deps.pilot ?? pilotConfigFrom(process.env);
+
+  let adminToken = cfg.adminToken;
+  if (!adminToken) {
+    adminToken = randomBytes(24).toString('base64url');
+    // Logged once, on purpose, so a first run works without setup; never logged again.
+    log.info(
+      { generatedAdminToken: adminToken },
+      `PILOT_ADMIN_TOKEN is not set: generated an admin token for this run: ${adminToken} — use it to sign in to the UI and as "Authorization: Bearer <token>" for /api. It is shown this once and changes at every start; set PILOT_ADMIN_TOKEN to choose one.`,
+    );
+  }
+
+  const deploys = deps.deploys ?? (ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : undefined);
+  if (!deploys) log.info('pilot: no database and no deploy log given: the deploy history is empty');
+
+  const sampler = createMetricsSampler({
+    registry: ctx.registry,
+    everyMs: cfg.sampleMs,
+    // Enough for the charts' quarter of an hour and for the alert window.
+    keepMs: Math.max(15 * 60_000, cfg.alerts.windowMs + cfg.sampleMs),
+    onError: (err) => log.warn({ err }, 'pilot: metrics sample failed'),
+  });
+
+  const rules = deps.rules ?? defaultRules(cfg.alerts);
+  const alerts = createAlertMonitor({
+    rules,
+    intervalMs: cfg.alerts.intervalMs,
+    logger: log,
+    notify: cfg.alertWebhook ? createWebhookNotifier({ url: cfg.alertWebhook, logger: log, ...(deps.fetch ? { fetch: deps.fetch } : {}) }) : undefined,
+    input: async () => {
+      // A fresh sample is the "now"; the kept ones reach back over the window.
+      const current = await sampler.peek();
+      const recent = deploys ? await deploys.list({ limit: 200 }).catch(() => []) : [];
+      return { now: current.at, samples: [...sampler.samples(), current], deploys: recent };
+    },
+  });
+
+  const events = createEventBuffer({ perSource: 200 });
+  const demo = createDemoReceiver();
+  const dbg: RawTopicDebugger = await startRawTopicDebugger({ bus: ctx.adapters.bus, topic: ctx.topics.raw, buffer: events, logger: log });
+
+  const api = createPilotApi({
+    adminToken,
+    controlPlane: ctx.controlPlane,
+    store: ctx.adapters.store,
+    deploys,
+    policies: ctx.config.gitops?.policies ?? [],
+    sampler,
+    sampleMs: cfg.sampleMs,
+    alerts,
+    alertWebhookConfigured: cfg.alertWebhook !== undefined,
+    events,
+    debuggerStatus: () => ({ group: dbg.group, ready: dbg.ready(), failure: dbg.failure() }),
+    demo,
+    streamMaxMs: cfg.streamMaxMs,
+    logger: log,
+  });
+
+  const routes = new Hono();
+  routes.route('/', api.routes);
+  routes.route('/', demo.routes);
+  routes.route('/', createPilotUi());
+
+  sampler.start();
+  alerts.start();
+  log.info(
+    { alertWebhook: cfg.alertWebhook ? new URL(cfg.alertWebhook).host : null, rules: rules.map((r) => r.id), debuggerGroup: dbg.group },
+    'pilot ready: UI at /, API at /api (OpenAPI at /api/openapi.json)',
+  );
+
+  return {
+    name: 'pilot',
+    routes,
+    checks: {
+      // The debugger is a convenience: say when it is not working, never fail readiness over it.
+      debugger: async () => (dbg.failure() ? { status: 'degraded', detail: `live debugger: ${dbg.failure()}` } : 'ok'),
+    },
+    closeStreams: () => api.closeStreams(),
+    async drain() {
+      api.closeStreams();
+    },
+    async stop() {
+      api.closeStreams();
+      sampler.stop();
+      await alerts.stop();
+      await dbg.stop();
+    },
+  };
+}
