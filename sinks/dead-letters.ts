@@ -112,6 +112,13 @@ function toDeadLetter(r: Row): DeadLetter {
   };
 }
 
+/** One letter by id, to inspect it; undefined when there is none. */
+export async function getDeadLetter(store: Store, id: number): Promise<DeadLetter | undefined> {
+  await ensureDeadLetterTable(store);
+  const { rows } = await store.query<Row>('select * from sink_dead_letters where id = $1', [id]);
+  return rows[0] ? toDeadLetter(rows[0]) : undefined;
+}
+
 export async function listDeadLetters(
   store: Store,
   opts: { destinationId?: string; includeReplayed?: boolean; limit?: number } = {},
