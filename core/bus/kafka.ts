@@ -228,21 +228,42 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
     produce(topic, messages) {
       if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
       if (messages.length === 0) return Promise.resolve();
-      let bytes = 0;
-      for (const m of messages) bytes += typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ topic, messages, bytes, resolve, reject });
-        // Defer to the end of this turn so that calls made together share one request.
-        if (!flushing) setImmediate(() => void flush());
-      });
+      // A call larger than one request may carry is split into consecutive requests (Kafka
+      // refuses a partition batch over message.max.bytes, 1 MiB by default, for good). The
+      // parts queue back to back, so order holds; a failed part fails the parts behind it.
+      const parts: Array<{ messages: OutgoingMessage[]; bytes: number }> = [];
+      let current: OutgoingMessage[] = [];
+      let currentBytes = 0;
+      for (const m of messages) {
+        const size = (typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length) + (m.key ? m.key.length : 0);
+        if (current.length > 0 && currentBytes + size > maxFlushBytes) {
+          parts.push({ messages: current, bytes: currentBytes });
+          current = [];
+          currentBytes = 0;
+        }
+        current.push(m);
+        currentBytes += size;
+      }
+      parts.push({ messages: current, bytes: currentBytes });
+      const sent = parts.map(
+        (part) =>
+          new Promise<void>((resolve, reject) => {
+            queue.push({ topic, messages: part.messages, bytes: part.bytes, resolve, reject });
+          }),
+      );
+      // Defer to the end of this turn so that calls made together share one request.
+      if (!flushing) setImmediate(() => void flush());
+      return Promise.all(sent).then(() => undefined);
     },
 
     async consume(c: ConsumeOptions): Promise<Subscription> {
       const consumer: Consumer = kafka.consumer({
         groupId: c.group,
         allowAutoTopicCreation: false,
-        // Consumers keep trying for longer: they have nothing better to do than wait.
-        retry: opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+        // Consumers keep trying for longer: they have nothing better to do than wait. And
+        // after a failure they always restart (kafkajs's default gives up on errors it deems
+        // non-retriable, leaving a live process that consumes nothing).
+        retry: { ...(opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 }), restartOnFailure: async () => true },
       });
       let joined!: () => void;
       const ready = new Promise<void>((resolve) => (joined = resolve));

@@ -90,6 +90,16 @@ export function busContract(name: string, makeBus: () => Promise<Bus>): void {
       for (const key of keys) expect(new Set(got.filter((m) => m.key === key).map((m) => m.partition)).size).toBe(1);
     });
 
+    it('takes one produce call larger than a broker request (3 MB on one key), in order', async () => {
+      const t = await topic(1);
+      const big = 'x'.repeat(30 * 1024);
+      const messages = Array.from({ length: 100 }, (_, i) => ({ key: 'one-user', value: `${i}:${big}` }));
+      await bus.produce(t, messages);
+      const { got } = await collect(t);
+      await waitFor(() => got.length === 100, { what: '100 large messages' });
+      expect(got.map((m) => Number(m.value!.toString().split(':')[0]))).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    });
+
     it('redelivers a batch whose handler failed, and commits once it succeeds', async () => {
       const t = await topic(1);
       await bus.produce(t, [1, 2, 3].map((n) => ({ key: 'k', value: String(n) })));

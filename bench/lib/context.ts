@@ -1,0 +1,25 @@
+import type { ScenarioOutput } from './report.ts';
+import type { Settings } from './settings.ts';
+
+export interface Services {
+  kafkaBrokers: string;
+  redisUrl: string;
+}
+
+/** What a scenario gets from bench/run.ts. */
+export interface BenchContext {
+  scenario: string;
+  settings: Settings;
+  services: Services;
+  /** Unique per `npm run bench`; part of every topic, group and messageId. */
+  runId: string;
+  tmpDir: string;
+  profileDir: string;
+  log(msg: string): void;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<ScenarioOutput>;
+}

@@ -1,0 +1,114 @@
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startOrrery, type OrreryProcess } from '../../test/helpers/process.ts';
+import { DESTINATION_ID, SOURCE_ID, WRITE_KEY } from './events.ts';
+import type { BenchContext } from './context.ts';
+
+/**
+ * Orrery under test: `orrery start [component]` as a real child process (the CLI, as a
+ * user runs it; test/helpers/process.ts), on its own topic prefix, consumer groups and
+ * spool. With BENCH_PROFILE=1 each child writes a V8 CPU profile on exit (NODE_OPTIONS).
+ */
+
+export interface OrreryOptions {
+  /** Components to start; all of them when empty. */
+  components: string[];
+  prefix: string;
+  /** Webhook URL of the destination; a placeholder when the scenario runs no sinks. */
+  webhookUrl?: string;
+  /** Distinguishes this process's consumer groups (router and sinks). */
+  groupTag: string;
+  /** Name of the CPU profile folder, when profiling. */
+  label: string;
+  env?: Record<string, string>;
+}
+
+export interface RunningOrrery {
+  url: string;
+  pid: number;
+  proc: OrreryProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * The control plane the bench runs with. The source's rate limit is far above any load
+ * here (the default, 5,000 events/s, would otherwise be what ingest-batch measures), and
+ * the dedup windows are 10 minutes so that the bench's keys leave Redis soon after; the
+ * Redis work per event is the same as with the 24 h default.
+ */
+export function writeConfig(dir: string, webhookUrl: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'orrery.yaml');
+  writeFileSync(
+    file,
+    `# written by bench/lib/orrery.ts
+router: { dedupWindowMs: 600000 }
+sinks: { dedupWindowMs: 600000 }
+sources:
+  - id: ${SOURCE_ID}
+    writeKeys: [${WRITE_KEY}]
+    rateLimit: { eventsPerSecond: 100000000, burst: 100000000 }
+destinations:
+  - { id: ${DESTINATION_ID}, type: webhook, url: "${webhookUrl}", allowPrivateNetwork: true }
+routes:
+  - { source: ${SOURCE_ID}, destination: ${DESTINATION_ID} }
+`,
+  );
+  return file;
+}
+
+export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): Promise<RunningOrrery> {
+  const dir = join(ctx.tmpDir, `${o.label}-${o.groupTag}`);
+  const config = writeConfig(dir, o.webhookUrl ?? 'http://127.0.0.1:9/unused');
+  const env: Record<string, string> = {
+    ORRERY_CONFIG: config,
+    LOG_LEVEL: 'warn',
+    KAFKA_BROKERS: ctx.services.kafkaBrokers,
+    KAFKA_TOPIC_PREFIX: o.prefix,
+    KAFKA_TOPIC_PARTITIONS: String(ctx.settings.partitions),
+    REDIS_URL: ctx.services.redisUrl,
+    ROUTER_GROUP: `${o.prefix}.router.${o.groupTag}`,
+    SINKS_GROUP_PREFIX: `${o.prefix}.sink.${o.groupTag}`,
+    INGEST_SPOOL_DIR: join(dir, 'spool'),
+    ORRERY_DATA_DIR: join(dir, 'data'),
+    // No database: the config file is the control plane, and dead letters (none are
+    // expected) go to the DLQ topic. Postgres is on no hot path measured here.
+    DATABASE_URL: '',
+    ...o.env,
+  };
+  if (ctx.settings.profile) {
+    const profDir = join(ctx.profileDir, ctx.scenario, o.label);
+    mkdirSync(profDir, { recursive: true });
+    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`.trim();
+  }
+  const proc = await startOrrery(['start', ...o.components], env);
+  const child = proc.child;
+  return {
+    url: proc.url,
+    pid: child.pid!,
+    proc,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      // Orrery drains on SIGTERM (30 s at most); past that, and a little more, it is killed.
+      const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
+      await exited;
+      clearTimeout(kill);
+      const errors = proc.logs.filter((l) => typeof l.level === 'number' && l.level >= 50);
+      if (errors.length > 0) ctx.log(`  ${o.label}: ${errors.length} error log line(s), first: ${JSON.stringify(errors[0]).slice(0, 400)}`);
+    },
+  };
+}
+
+/** Peak and current resident set size of a process, in MiB (Linux /proc). */
+export function memoryOf(pid: number): { hwmMiB: number; rssMiB: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    return { hwmMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
