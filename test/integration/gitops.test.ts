@@ -93,6 +93,8 @@ ${policies}
       DATABASE_SCHEMA: uniqueName('gitops').toLowerCase(),
       KAFKA_BROKERS: '',
       REDIS_URL: '',
+      // No cluster: this file checks plan mode (test/all exports the test cluster's KUBECONFIG).
+      KUBECONFIG: '',
     });
   });
   afterAll(async () => {
