@@ -93,6 +93,9 @@ export const ConfigSchema = z.strictObject({
       /** Users retried at once per destination worker. */
       concurrency: z.coerce.number().int().min(1).max(256).default(8),
       groupPrefix: z.string().min(1).default('orrery-sink'),
+      /** Failures in a row that open a destination's circuit, and how long it stays open. */
+      breakerThreshold: z.coerce.number().int().min(1).default(5),
+      breakerCooldownMs: z.coerce.number().int().min(100).default(10_000),
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
     })
     .prefault({}),
@@ -132,6 +135,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'SINKS_BACKOFF_INITIAL_MS', path: ['sinks', 'backoffInitialMs'] },
   { env: 'SINKS_BACKOFF_MAX_MS', path: ['sinks', 'backoffMaxMs'] },
   { env: 'SINKS_GROUP_PREFIX', path: ['sinks', 'groupPrefix'] },
+  { env: 'SINKS_BREAKER_COOLDOWN_MS', path: ['sinks', 'breakerCooldownMs'] },
   { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
 ];
 

@@ -38,6 +38,7 @@ routes: [{ source: web, destination: hook }]
     SINKS_GROUP_PREFIX: uniqueName('sink'),
     SINKS_BACKOFF_INITIAL_MS: '100',
     SINKS_BACKOFF_MAX_MS: '1000',
+    SINKS_BREAKER_COOLDOWN_MS: '1000',
     INGEST_SPOOL_DIR: join(dir, 'spool'),
     ...extraEnv,
   };
@@ -71,7 +72,7 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     const events = Array.from({ length: 60 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % 5}`, messageId: `${tag}-${i}`, properties: { n: i } }));
     await sendBatch(orrery.url, events.slice(0, 30));
     await sendBatch(orrery.url, events.slice(30));
-    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 60, { timeoutMs: 60_000, what: 'all 60 events accepted' });
+    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 60, { timeoutMs: 120_000, what: 'all 60 events accepted' });
     const accepted = receiver.accepted();
     expect(accepted).toHaveLength(60);
     expect(receiver.receipts.filter((r) => r.status === 503).length).toBe(6);
