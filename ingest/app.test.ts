@@ -239,6 +239,26 @@ describe('ingest: limits and bad input', () => {
     expect(await one.json()).toMatchObject({ code: 'event_too_large', index: 1 });
   });
 
+  it('a declared Content-Length decides the size before the body is read; a lying one is still caught', async () => {
+    const { app, sent } = await setup();
+    const small = JSON.stringify({ userId: 'u', event: 'E' });
+    const ok = await post(app, '/v1/track', small, { 'content-length': String(small.length) });
+    expect(ok.status).toBe(200);
+    const over = await post(app, '/v1/track', small, { 'content-length': String(32 * 1024 + 1) });
+    expect(over.status).toBe(400);
+    expect(await over.json()).toMatchObject({ code: 'payload_too_large' });
+    const bogus = await post(app, '/v1/track', small, { 'content-length': 'lots' });
+    expect(bogus.status).toBe(400);
+    expect(await bogus.json()).toMatchObject({ code: 'invalid_content_length' });
+    const big = JSON.stringify({ userId: 'u', event: 'E', properties: { blob: 'x'.repeat(33 * 1024) } });
+    const lying = await post(app, '/v1/track', big, { 'content-length': '10' });
+    expect(lying.status).toBe(400);
+    expect(await lying.json()).toMatchObject({ code: 'payload_too_large' });
+    const batchOver = await post(app, '/v1/batch', { batch: [{ type: 'track', userId: 'u', event: 'E' }] }, { 'content-length': String(500 * 1024 + 1) });
+    expect(await batchOver.json()).toMatchObject({ code: 'payload_too_large' });
+    expect(sent).toHaveLength(1);
+  });
+
   it('more than 2,500 events in a batch is too_many_events', async () => {
     const { app } = await setup();
     const batch = Array.from({ length: 2_501 }, () => ({ type: 'page', userId: 'u' }));
