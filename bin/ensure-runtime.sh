@@ -7,7 +7,11 @@ if [ "$major" -lt 22 ]; then
   npm i -g --force node@24 >&2
   hash -r
 fi
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A symlinked node_modules belongs to another checkout (a git worktree sharing it): npm ci
+# would empty that one, so it is left alone.
+if [ -L node_modules ]; then
+  :
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "orrery: installing dependencies (npm ci)" >&2
   npm ci --no-audit --no-fund >&2
 fi
