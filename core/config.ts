@@ -80,6 +80,8 @@ export const ConfigSchema = z.strictObject({
       group: z.string().min(1).default('orrery-router'),
       /** How long a messageId is remembered for dedup (Segment keeps 24 h). */
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
+      /** Partitions routed at once (each stays in order); Orrery's topics have 6. */
+      partitionConcurrency: z.coerce.number().int().min(1).max(64).default(3),
     })
     .prefault({}),
   sinks: z
@@ -90,8 +92,14 @@ export const ConfigSchema = z.strictObject({
       maxAgeMs: z.coerce.number().int().min(1).default(3 * 60 * 60 * 1000),
       backoffInitialMs: z.coerce.number().int().min(1).default(500),
       backoffMaxMs: z.coerce.number().int().min(1).default(60_000),
-      /** Users retried at once per destination worker. */
+      /** Users delivered at once per destination worker. */
       concurrency: z.coerce.number().int().min(1).max(256).default(8),
+      /**
+       * Partition batches a destination worker handles at once (each partition in order;
+       * the lanes of all of them share `concurrency`). Hides the tail of each batch, where
+       * the last users' lanes run alone.
+       */
+      partitionConcurrency: z.coerce.number().int().min(1).max(64).default(3),
       groupPrefix: z.string().min(1).default('orrery-sink'),
       /** Failures in a row that open a destination's circuit, and how long it stays open. */
       breakerThreshold: z.coerce.number().int().min(1).default(5),
@@ -135,8 +143,11 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'SINKS_BACKOFF_INITIAL_MS', path: ['sinks', 'backoffInitialMs'] },
   { env: 'SINKS_BACKOFF_MAX_MS', path: ['sinks', 'backoffMaxMs'] },
   { env: 'SINKS_GROUP_PREFIX', path: ['sinks', 'groupPrefix'] },
+  { env: 'SINKS_CONCURRENCY', path: ['sinks', 'concurrency'] },
+  { env: 'SINKS_PARTITION_CONCURRENCY', path: ['sinks', 'partitionConcurrency'] },
   { env: 'SINKS_BREAKER_COOLDOWN_MS', path: ['sinks', 'breakerCooldownMs'] },
   { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
+  { env: 'ROUTER_PARTITION_CONCURRENCY', path: ['router', 'partitionConcurrency'] },
 ];
 
 export interface LoadConfigOptions {

@@ -45,6 +45,7 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
     group: config.router.group,
     topics: [topics.raw],
     fromBeginning: true,
+    concurrency: config.router.partitionConcurrency,
     handle,
     onError: (err) => {
       lastError = err;

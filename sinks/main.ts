@@ -79,6 +79,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
             backoff: { initialMs: config.sinks.backoffInitialMs, factor: 2, maxMs: config.sinks.backoffMaxMs, jitter: 0.2 },
           },
           concurrency: config.sinks.concurrency,
+          partitionConcurrency: config.sinks.partitionConcurrency,
           breaker: { threshold: config.sinks.breakerThreshold, cooldownMs: config.sinks.breakerCooldownMs },
           fetch: globalThis.fetch,
           logger: log,

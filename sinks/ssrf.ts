@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch, request, type Dispatcher } from 'undici';
 import { DeliveryError } from './destinations/types.ts';
 
 /**
@@ -70,6 +70,70 @@ function guardedLookup(hostname: string, options: { all?: boolean }, callback: L
 }
 
 const agent = new Agent({ connect: { lookup: guardedLookup as never } });
+/** For destinations that may reach private addresses (allowPrivateNetwork). */
+const openAgent = new Agent();
+
+/** A refusal of a private IP literal, before any connection is tried. */
+function refuseLiteral(target: URL): void {
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) && !isPublicAddress(host)) {
+    throw new DeliveryError(`refused: ${host} is a private address (set allowPrivateNetwork: true to allow it)`, { retriable: false });
+  }
+}
+
+/** The guard's refusal, found on an error from undici (itself or its cause), as a DeliveryError. */
+function ssrfRefusal(err: unknown): DeliveryError | undefined {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const blocked = e.code === 'ERR_SSRF_BLOCKED' ? e : e.cause?.code === 'ERR_SSRF_BLOCKED' ? e.cause : undefined;
+  if (!blocked) return undefined;
+  return new DeliveryError(`refused: ${blocked.message} (set allowPrivateNetwork: true to allow it)`, { retriable: false, cause: err });
+}
+
+export interface PostOptions {
+  headers: Record<string, string>;
+  body: string;
+  signal: AbortSignal;
+  /** Skip the guard: the destination's config allows private addresses. */
+  allowPrivateNetwork: boolean;
+}
+
+/**
+ * A POST through undici's `request` on a keep-alive Agent, guarded unless the destination
+ * allows private addresses. It is several times cheaper than `fetch` (no WHATWG Request,
+ * Headers and stream objects per call), which decides a webhook sink's events per second.
+ * Resolves with the status, headers and the response body (read to its end, so the
+ * connection is reused; over `maxBodyBytes` it is cut off and the connection dropped).
+ */
+export async function guardedPost(
+  url: string,
+  o: PostOptions,
+  maxBodyBytes = 64 * 1024,
+): Promise<{ status: number; headers: Dispatcher.ResponseData['headers']; body: string }> {
+  const target = new URL(url);
+  if (!o.allowPrivateNetwork) refuseLiteral(target);
+  try {
+    const res = await request(target, {
+      method: 'POST',
+      headers: o.headers,
+      body: o.body,
+      signal: o.signal,
+      dispatcher: o.allowPrivateNetwork ? openAgent : agent,
+    });
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of res.body) {
+      bytes += (chunk as Buffer).length;
+      if (bytes > maxBodyBytes) {
+        res.body.destroy();
+        break;
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') };
+  } catch (err) {
+    throw ssrfRefusal(err) ?? err;
+  }
+}
 
 /**
  * A fetch that refuses private addresses (IP literals up front, names at connect time).
@@ -77,17 +141,10 @@ const agent = new Agent({ connect: { lookup: guardedLookup as never } });
  */
 export async function guardedFetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
   const target = new URL(url);
-  const host = target.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) && !isPublicAddress(host)) {
-    throw new DeliveryError(`refused: ${host} is a private address (set allowPrivateNetwork: true to allow it)`, { retriable: false });
-  }
+  refuseLiteral(target);
   try {
     return (await undiciFetch(target, { ...(init as object), dispatcher: agent } as never)) as unknown as Response;
   } catch (err) {
-    const code = (err as { cause?: { code?: string } }).cause?.code;
-    if (code === 'ERR_SSRF_BLOCKED') {
-      throw new DeliveryError(`refused: ${(err as { cause: Error }).cause.message} (set allowPrivateNetwork: true to allow it)`, { retriable: false, cause: err });
-    }
-    throw err;
+    throw ssrfRefusal(err) ?? err;
   }
 }

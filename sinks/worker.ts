@@ -35,8 +35,10 @@ export interface SinkWorkerOptions {
   dedupTtlMs: number;
   deadLetter: (letters: NewDeadLetter[]) => Promise<void>;
   policy: RetryPolicy;
-  /** Users delivered at once when the slow lane is in use. */
+  /** Users delivered at once, across every partition batch in hand. */
   concurrency: number;
+  /** Partition batches handled at once (each partition in order). Default 1. */
+  partitionConcurrency?: number;
   fetch: typeof fetch;
   logger: Logger;
   metrics?: SinkMetrics;
@@ -136,13 +138,41 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     }
   }
 
-  async function markDelivered(events: Envelope[]): Promise<void> {
+  /**
+   * Delivered messageIds waiting to be remembered. A delivery does not wait for Redis:
+   * marks queue here and go out in one call while the lanes carry on (the next call takes
+   * whatever queued meanwhile), and a batch's offsets are committed only once its marks
+   * are written (`marksWritten`). A crash loses at most the marks of the last few
+   * milliseconds, so a replay re-sends only those events.
+   */
+  const slots = semaphore(Math.max(1, opts.concurrency));
+  let marks: string[] = [];
+  let marking: Promise<void> | undefined;
+
+  function markDelivered(events: Envelope[]): void {
     opts.metrics?.delivered(destId, events);
+    for (const e of events) marks.push(dedupKey(e));
+    marking ??= writeMarks();
+  }
+
+  async function writeMarks(): Promise<void> {
     try {
-      await opts.cache.setManyIfAbsent(events.map(dedupKey), opts.dedupTtlMs);
-    } catch (err) {
-      log.warn({ err }, 'could not record delivered messageIds');
+      while (marks.length > 0) {
+        const keys = marks;
+        marks = [];
+        try {
+          await opts.cache.setManyIfAbsent(keys, opts.dedupTtlMs);
+        } catch (err) {
+          log.warn({ err, events: keys.length }, 'could not record delivered messageIds');
+        }
+      }
+    } finally {
+      marking = undefined;
     }
+  }
+
+  async function marksWritten(): Promise<void> {
+    while (marking) await marking;
   }
 
   /** One user's events, in order, each retried until delivered or dead. */
@@ -155,7 +185,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         item.attempts++;
         try {
           await attempt([item.event]);
-          await markDelivered([item.event]);
+          markDelivered([item.event]);
           break;
         } catch (err) {
           const e = err as DeliveryError;
@@ -236,7 +266,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       if (chunk.length === 0) continue;
       try {
         await attempt(chunk);
-        await markDelivered(chunk);
+        markDelivered(chunk);
       } catch (err) {
         opts.metrics?.failed(destId, isRetriable(err));
         log.info({ err, events: chunk.length }, 'chunk failed: retrying per user');
@@ -248,12 +278,18 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     }
 
     if (lanes.size > 0) {
-      const queue = [...lanes.values()];
-      const workers = Array.from({ length: Math.min(opts.concurrency, queue.length) }, async () => {
-        for (let l = queue.shift(); l; l = queue.shift()) dead.push(...(await lane(l)));
-      });
-      await Promise.all(workers);
+      await Promise.all(
+        [...lanes.values()].map(async (l) => {
+          await slots.acquire();
+          try {
+            dead.push(...(await lane(l)));
+          } finally {
+            slots.release();
+          }
+        }),
+      );
     }
+    await marksWritten();
     if (dead.length > 0) {
       // Durable before the offsets move on: a dead letter is never lost.
       await opts.deadLetter(dead);
@@ -267,6 +303,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         group: opts.group,
         topics: [opts.topic],
         fromBeginning: true,
+        concurrency: opts.partitionConcurrency ?? 1,
         handle,
         onError: (err) => log.warn({ err }, 'a batch failed: it will be read again'),
       });
@@ -274,7 +311,8 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     },
     async deliverNow(events) {
       await attempt(events);
-      await markDelivered(events);
+      markDelivered(events);
+      await marksWritten();
     },
     breaker: () => breaker,
     async stop() {
@@ -282,6 +320,30 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       stopping.abort();
       setTimeout(() => hardStop.abort(), 10_000).unref();
       await subscription?.stop();
+    },
+  };
+}
+
+/**
+ * At most `n` holders at once; waiters are served in arrival order. The lanes of every
+ * partition batch in hand share one, so the destination sees at most `concurrency`
+ * requests whatever the number of partitions handled at once.
+ */
+function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiting: Array<() => void> = [];
+  return {
+    acquire() {
+      if (free > 0) {
+        free--;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    release() {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
     },
   };
 }

@@ -276,6 +276,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       await consumer.subscribe({ topics: c.topics, fromBeginning: c.fromBeginning ?? false });
       await consumer.run({
         autoCommit: false,
+        partitionsConsumedConcurrently: Math.max(1, c.concurrency ?? 1),
         eachBatchAutoResolve: false,
         eachBatch: async function handleKafkaBatch({ batch, heartbeat, resolveOffset, commitOffsetsIfNecessary }) {
           if (batch.messages.length === 0) return;

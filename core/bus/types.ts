@@ -47,6 +47,12 @@ export interface ConsumeOptions {
    * resolves; if it throws, the batch is delivered again (at least once).
    */
   handle: (batch: IncomingBatch) => Promise<void>;
+  /**
+   * How many partitions' batches may be handled at once (each partition stays in order,
+   * one batch at a time). Default 1. A stage whose batch waits on round trips (Kafka
+   * produce, Redis, HTTP) keeps the other partitions moving meanwhile.
+   */
+  concurrency?: number;
   /** Called when the handler or the consumer fails, before redelivery or restart. */
   onError?: (err: unknown) => void;
 }

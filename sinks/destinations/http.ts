@@ -16,29 +16,68 @@ export function parseRetryAfter(value: string | null, now: number): number | und
  * 5xx are retried (honouring Retry-After); any other 4xx is refused for good.
  */
 export async function checkResponse(res: Response, now: number, what: string): Promise<void> {
-  if (res.ok) return;
-  const body = (await res.text().catch(() => '')).slice(0, EXCERPT);
-  const retriable = res.status === 408 || res.status === 429 || res.status >= 500;
-  throw new DeliveryError(`${what} answered ${res.status}`, {
+  if (res.ok) return drain(res);
+  const body = await res.text().catch(() => '');
+  checkStatus(res.status, res.headers.get('retry-after'), body, now, what);
+}
+
+/** The same policy on a bare status: throws the DeliveryError for anything but 2xx. */
+export function checkStatus(status: number, retryAfter: string | null, body: string, now: number, what: string): void {
+  if (status >= 200 && status < 300) return;
+  const retriable = status === 408 || status === 429 || status >= 500;
+  throw new DeliveryError(`${what} answered ${status}`, {
     retriable,
-    httpStatus: res.status,
-    retryAfterMs: parseRetryAfter(res.headers.get('retry-after'), now),
-    bodyExcerpt: body,
+    httpStatus: status,
+    retryAfterMs: parseRetryAfter(retryAfter, now),
+    bodyExcerpt: body.slice(0, EXCERPT),
   });
+}
+
+/** A network failure (refused, reset, DNS, timeout) as a retriable DeliveryError. */
+export function unreachable(err: unknown, what: string): DeliveryError {
+  if (err instanceof DeliveryError) return err;
+  return new DeliveryError(`${what} unreachable: ${(err as Error).message}`, { retriable: true, cause: err });
+}
+
+/** Bodies up to this size are read to the end, so that the connection is reused. */
+const DRAIN_MAX_BYTES = 64 * 1024;
+
+/**
+ * Reads a response body to its end (undici reuses a keep-alive connection only then; an
+ * unread body holds it until garbage collection, so every call opened a new one). A body
+ * larger than DRAIN_MAX_BYTES is cancelled instead: that connection is not worth it.
+ */
+async function drain(res: Response): Promise<void> {
+  if (!res.body) return;
+  const reader = res.body.getReader();
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      bytes += value.byteLength;
+      if (bytes > DRAIN_MAX_BYTES) {
+        await reader.cancel();
+        return;
+      }
+    }
+  } catch {
+    // The delivery succeeded; a body cut short only costs the connection.
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 /**
  * fetch + {@link checkResponse}; network errors (refused, reset, DNS, timeout) are
  * retriable, an abort by the worker is not retried here (the worker is stopping).
  */
-export async function send(fetchImpl: typeof fetch, url: string, init: RequestInit, now: number, what: string): Promise<Response> {
+export async function send(fetchImpl: typeof fetch, url: string, init: RequestInit, now: number, what: string): Promise<void> {
   let res: Response;
   try {
     res = await fetchImpl(url, init);
   } catch (err) {
-    if (err instanceof DeliveryError) throw err;
-    throw new DeliveryError(`${what} unreachable: ${(err as Error).message}`, { retriable: true, cause: err });
+    throw unreachable(err, what);
   }
   await checkResponse(res, now, what);
-  return res;
 }

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../../../core/envelope.ts';
-import { guardedFetch } from '../../ssrf.ts';
-import { send } from '../http.ts';
+import { guardedPost } from '../../ssrf.ts';
+import { checkStatus, unreachable } from '../http.ts';
 import type { DestinationModule } from '../types.ts';
 
 /**
@@ -48,7 +48,7 @@ const webhook: DestinationModule<WebhookConfig> = {
   maxBatchSize: 100,
   batchSize: (config) => (config.batch ? 100 : 1),
   async deliver(events, config, ctx) {
-    const doFetch = config.allowPrivateNetwork ? ctx.fetch : (guardedFetch as typeof fetch);
+    const what = `webhook ${new URL(config.url).host}`;
     const calls = config.batch ? [events] : events.map((e) => [e]);
     for (const group of calls) {
       const body = JSON.stringify(config.batch ? group.map(webhookPayload) : webhookPayload(group[0]!));
@@ -61,7 +61,16 @@ const webhook: DestinationModule<WebhookConfig> = {
         headers['webhook-signature'] = signStandardWebhook(config.secret, id, timestamp, body);
       }
       const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutMs)]);
-      await send(doFetch, config.url, { method: 'POST', headers, body, signal }, ctx.now(), `webhook ${new URL(config.url).host}`);
+      // undici's request rather than ctx.fetch: the webhook is the one destination whose
+      // speed is the sink's (see guardedPost); vendor destinations keep fetch.
+      let res: Awaited<ReturnType<typeof guardedPost>>;
+      try {
+        res = await guardedPost(config.url, { headers, body, signal, allowPrivateNetwork: config.allowPrivateNetwork });
+      } catch (err) {
+        throw unreachable(err, what);
+      }
+      const retryAfter = res.headers['retry-after'];
+      checkStatus(res.status, (Array.isArray(retryAfter) ? retryAfter[0] : retryAfter) ?? null, res.body, ctx.now(), what);
     }
   },
 };
