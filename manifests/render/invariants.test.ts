@@ -16,10 +16,10 @@ import { airflowPolicy, imagePolicies, ORRERY_SERVICES, orreryPolicy, orreryRepo
 import { imagePolicyOf } from './yaml.ts';
 
 /**
- * Until a real kube-apiserver runs in the tests, the rendered objects are checked here:
- * against @kubernetes/client-node's models (tsc checks the code; the round trip below
+ * The rendered objects are checked here, with no cluster: against @kubernetes/client-node's models (tsc checks the code; the round trip below
  * catches a field name the models do not know, which the API server would drop or
- * refuse), and for the invariants that make the objects work together.
+ * refuse), and for the invariants that make the objects work together. A real
+ * kube-apiserver checks every object too: test/integration/manifests-dry-run.test.ts.
  */
 
 const TESTDATA = fileURLToPath(new URL('../testdata/', import.meta.url));
