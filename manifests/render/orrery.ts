@@ -33,12 +33,19 @@ export function orreryConfig(v: Values): Record<string, unknown> {
   const out: Record<string, unknown> = { ...cfg, kafka: { ...cfg.kafka, brokers: kafkaBrokers(v) } };
   const gitops = cfg.gitops;
   if (gitops) {
-    const repo = (gitops.repo ?? {}) as { path?: string };
+    const repo = (gitops.repo ?? {}) as { path?: string; valuesFiles?: string[] };
     const own = (gitops.policies ?? []) as Array<{ name: string }>;
     const byName = new Map(own.map((p) => [p.name, p]));
     const generated = imagePolicies(v, repo.path ?? '.');
     const names = new Set(generated.map((p) => p.name));
-    out.gitops = { ...gitops, policies: [...generated.map((p) => byName.get(p.name) ?? p), ...own.filter((p) => !names.has(p.name))] };
+    // The values file usually sits beside the rendered folder, outside repo.path, where
+    // the controller edits nothing unless told: the policies' `:tag` markers there need it.
+    const valuesFiles = [...new Set([...(repo.valuesFiles ?? []), ...(v.valuesFile ? [v.valuesFile] : [])])];
+    out.gitops = {
+      ...gitops,
+      ...(gitops.repo && valuesFiles.length > 0 ? { repo: { ...gitops.repo, valuesFiles } } : {}),
+      policies: [...generated.map((p) => byName.get(p.name) ?? p), ...own.filter((p) => !names.has(p.name))],
+    };
   }
   return out;
 }
