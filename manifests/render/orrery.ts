@@ -18,6 +18,27 @@ const PORT = 8080;
 const DATA_DIR = '/var/lib/orrery';
 const CONFIG_PATH = '/etc/orrery/orrery.yaml';
 
+/**
+ * Env of the built-in single-node KRaft Kafka (broker and controller in one process) for
+ * the compose and Marathon targets, advertised at `advertised` (`host:port`).
+ */
+export function singleNodeKafkaEnv(advertised: string): Record<string, string> {
+  return {
+    KAFKA_NODE_ID: '1',
+    KAFKA_PROCESS_ROLES: 'broker,controller',
+    KAFKA_LISTENERS: 'PLAINTEXT://:9092,CONTROLLER://:9093',
+    KAFKA_ADVERTISED_LISTENERS: `PLAINTEXT://${advertised}`,
+    KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
+    KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
+    KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
+    KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
+    KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
+    KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
+    KAFKA_LOG_DIRS: '/var/lib/kafka/data/logs',
+  };
+}
+
 /** The brokers Orrery uses: the external ones, or the built-in Kafka's pod. */
 export function kafkaBrokers(v: Values): string[] {
   return v.kafka.brokers ?? [`kafka-0.kafka.${v.orrery.namespace}.svc:9092`];
