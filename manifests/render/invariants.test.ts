@@ -251,6 +251,14 @@ describe('GitOps markers, cross-checked with the setters the controller runs', (
     expect(compose.replace(/ # \{"\$imagepolicy".*$/gm, '').replace(/\$\{[A-Z_]+:\?[^}]*\}/g, '')).not.toContain('$');
   });
 
+  it("names the values file in gitops.repo.valuesFiles, so the controller may edit it beside repo.path (and only with valuesFile set)", () => {
+    const dev = loadValues(join(ENVS, 'dev', 'values.yaml'));
+    const repo = (orreryConfig(dev).gitops as { repo: { path: string; valuesFiles?: string[] } }).repo;
+    expect(repo.valuesFiles).toEqual([dev.valuesFile]);
+    expect(dev.valuesFile!.startsWith(`${repo.path}/`), 'the dev values file lies outside repo.path').toBe(false);
+    expect((orreryConfig(twoTeams()).gitops as { repo: Record<string, unknown> }).repo).not.toHaveProperty('valuesFiles');
+  });
+
   it('generates one policy per image, files scoped to its namespace, and lets the values override one', () => {
     const v = twoTeams();
     const policies = (orreryConfig(v).gitops as { policies: Array<{ name: string; mode: string; files?: string[] }> }).policies;
