@@ -38,6 +38,11 @@ export const GitopsConfig = z.strictObject({
     token: z.string().optional(),
     /** Folder in the repository that holds the manifests. */
     path: z.string().default('.'),
+    /**
+     * Files outside `path` that image policies may also edit (never synced): the values
+     * files the manifests are rendered from, whose marked tags move with the render.
+     */
+    valuesFiles: z.array(z.string().regex(/^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$)).+\.ya?ml$/, 'a YAML file relative to the repository root, without ..')).default([]),
     author: z.strictObject({ name: z.string().default('Orrery'), email: z.string().default('orrery@localhost') }).prefault({}),
     /** Where the clone lives; default `<dataDir>/gitops/<hash of url>`. */
     workdir: z.string().optional(),

@@ -59,6 +59,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     branch: cfg.repo.branch,
     token: cfg.repo.token,
     path: cfg.repo.path,
+    valuesFiles: cfg.repo.valuesFiles,
     author: cfg.repo.author,
     workdir: cfg.repo.workdir ?? defaultWorkdir(ctx.config.dataDir, cfg.repo.url),
     logger: log,

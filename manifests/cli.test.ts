@@ -72,6 +72,16 @@ describe('renderToFiles', () => {
     expect(compose).toContain('image: registry.example.com/finance/airflow:1.0.7 # {"$imagepolicy": "finance-airflow"}');
     expect(compose).not.toContain('marketing');
   });
+
+  it('renders the marathon target: one group for every deployment, and the config for the secret store', async () => {
+    const r = await renderToFiles({ valuesPath: VALUES, outDir: dir, target: 'marathon' });
+    expect([...r.files.keys()].sort()).toEqual(['marathon.json', 'orrery.yaml']);
+    const group = JSON.parse(readFileSync(join(dir, 'marathon.json'), 'utf8')) as { id: string; groups: Array<{ id: string }> };
+    expect(group.id).toBe('/orrery');
+    expect(group.groups.map((g) => g.id)).toEqual(['/orrery/platform', '/orrery/marketing', '/orrery/finance']);
+    const { stdout } = await renderToFiles({ valuesPath: VALUES, target: 'marathon' });
+    expect(stdout).toBe(r.files.get('marathon.json'));
+  });
 });
 
 describe('renderCommand', () => {
@@ -93,7 +103,7 @@ describe('renderCommand', () => {
   it.each([
     [[], {}, /usage: orrery render/],
     [[VALUES, 'extra'], {}, /usage/],
-    [[VALUES], { target: 'marathon' }, /--target: expected kubernetes or compose/],
+    [[VALUES], { target: 'helm' }, /--target: expected kubernetes, compose, marathon/],
     [[VALUES], { prune: true }, /need --out/],
     [[VALUES], { target: 'compose', deployment: 'nope' }, /no Airflow deployment named "nope"/],
     [['/nonexistent/values.yaml'], {}, /Cannot read values file/],

@@ -3,6 +3,7 @@ import { dirname, join, relative } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { renderCompose } from './render/compose.ts';
 import { kubernetesFiles, kubernetesStream, renderKubernetes } from './render/kubernetes.ts';
+import { renderMarathon } from './render/marathon.ts';
 import { loadValues } from './values.ts';
 
 /**
@@ -10,7 +11,8 @@ import { loadValues } from './values.ts';
  * (manifests/render); this module is the edge that reads the values file and writes files.
  */
 
-export type RenderTarget = 'kubernetes' | 'compose';
+export type RenderTarget = 'kubernetes' | 'compose' | 'marathon';
+const TARGETS: readonly RenderTarget[] = ['kubernetes', 'compose', 'marathon'];
 
 const BOOTSTRAP = 'bootstrap/';
 
@@ -79,8 +81,11 @@ export async function renderToFiles(opts: RenderOptions): Promise<RenderResult> 
       throw new ConfigError((err as Error).message, { cause: err });
     }
     if (!opts.outDir) stdout = files.get('docker-compose.yml');
+  } else if (opts.target === 'marathon') {
+    files = renderMarathon(values).files;
+    if (!opts.outDir) stdout = files.get('marathon.json');
   } else {
-    throw new ConfigError(`unknown target "${String(opts.target)}": choose kubernetes or compose`);
+    throw new ConfigError(`unknown target "${String(opts.target)}": choose ${TARGETS.join(', ')}`);
   }
   const changed: string[] = [];
   const stale: string[] = [];
@@ -122,16 +127,19 @@ export const RENDER_OPTIONS = {
 
 /** Help text for `orrery render`. */
 export const RENDER_HELP = {
-  summary: 'Render Kubernetes manifests (or a compose file) from a values file',
-  usage: 'orrery render <values.yaml> [--out dir] [--bootstrap-out dir] [--target kubernetes|compose] [--deployment name] [--prune] [--check]',
+  summary: 'Render Kubernetes manifests (or a compose file, or Marathon apps) from a values file',
+  usage: 'orrery render <values.yaml> [--out dir] [--bootstrap-out dir] [--target kubernetes|compose|marathon] [--deployment name] [--prune] [--check]',
   help: `Renders every Airflow deployment and Orrery's own services from one values file
 (see manifests/README.md). Deterministic: the same values give the same bytes.
-  --out dir       write one file per namespace and component (kubernetes) or the compose
-                  file and its configs; without it, print one multi-document YAML
+  --out dir       write one file per namespace and component (kubernetes), the compose
+                  file and its configs, or marathon.json and orrery.yaml (marathon);
+                  without it, print one multi-document YAML (or the compose file, or
+                  marathon.json)
   --bootstrap-out dir
                   where the GitOps controller's own RBAC goes, for an admin to apply
                   once (default: bootstrap/ beside --out, outside the synced tree)
-  --target t      kubernetes (default) or compose (Docker Compose / docker stack deploy)
+  --target t      kubernetes (default), compose (Docker Compose / docker stack deploy) or
+                  marathon (one Marathon group for DC/OS: dcos marathon group add)
   --deployment n  compose: the Airflow deployment to include (default: the first)
   --prune         delete .yaml files under --out that the render no longer produces
   --check         write nothing; exit 1 when the files under --out are not up to date`,
@@ -152,7 +160,7 @@ export async function renderCommand(
   const [valuesPath, ...extra] = args;
   if (!valuesPath || extra.length > 0) throw new ConfigError(`usage: ${RENDER_HELP.usage}`);
   const target = (flags.target ?? 'kubernetes') as RenderTarget;
-  if (target !== 'kubernetes' && target !== 'compose') throw new ConfigError(`--target: expected kubernetes or compose, got "${target}"`);
+  if (!TARGETS.includes(target)) throw new ConfigError(`--target: expected ${TARGETS.join(', ')}, got "${target}"`);
   if ((flags.prune || flags.check) && !flags.out) throw new ConfigError('--prune and --check need --out');
   const result = await renderToFiles({ valuesPath, outDir: flags.out, bootstrapDir: flags['bootstrap-out'], target, deployment: flags.deployment, prune: flags.prune, check: flags.check });
   if (result.stdout !== undefined) {

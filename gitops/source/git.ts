@@ -1,15 +1,18 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, matchesGlob, normalize, relative, resolve, sep } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
 import { OrreryError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 
-/** The files of the manifests checkout an edit may read and write, inside the manifests path only. */
+/**
+ * The files of the manifests checkout an edit may read and write: inside the manifests
+ * path, and the values files named in the options, nothing else.
+ */
 export interface RepoFiles {
-  /** YAML files under the manifests path, relative to the repository root, sorted. */
+  /** YAML files under the manifests path, then the values files that exist; relative to the repository root, sorted. */
   yamlFiles(): Promise<string[]>;
   read(file: string): Promise<string>;
   write(file: string, text: string): Promise<void>;
@@ -46,6 +49,11 @@ export interface ManifestRepoOptions {
   token?: string | undefined;
   /** Folder of the manifests, relative to the repository root. */
   path: string;
+  /**
+   * Files outside `path`, relative to the repository root, that edits may also touch (the
+   * values file the manifests are rendered from). Not part of {@link ManifestRepo.snapshot}.
+   */
+  valuesFiles?: readonly string[] | undefined;
   author: { name: string; email: string };
   /** Where the clone lives (ignored for a local path). */
   workdir: string;
@@ -75,6 +83,11 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
   const remote = isRemote(opts.url);
   const dir = remote ? opts.workdir : resolve(opts.url);
   const manifestsRoot = resolve(dir, opts.path);
+  const isUnder = (abs: string, root: string) => abs === root || abs.startsWith(root + sep);
+  const valuesFiles = new Set((opts.valuesFiles ?? []).map((f) => resolve(dir, normalize(f))));
+  for (const f of valuesFiles) {
+    if (!isUnder(f, dir)) throw new OrreryError('GIT_PATH_OUTSIDE', `values file ${relative(dir, f)} is outside the repository`, { retriable: false });
+  }
   const onAuth = () => (opts.token ? { username: 'x-access-token', password: opts.token } : { cancel: true });
   const maxAttempts = opts.maxPushAttempts ?? 5;
   let queue: Promise<unknown> = Promise.resolve();
@@ -98,28 +111,37 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
     return fetched.fetchHead;
   }
 
-  /** A path inside the manifests folder, or an error: edits never leave it. */
+  /** A path inside the manifests folder, or a values file; else an error: edits never leave them. */
   function inside(file: string): string {
     const abs = resolve(dir, normalize(file));
-    if (abs !== manifestsRoot && !abs.startsWith(manifestsRoot + sep)) {
+    if (!isUnder(abs, manifestsRoot) && !valuesFiles.has(abs)) {
       throw new OrreryError('GIT_PATH_OUTSIDE', `refusing to touch ${file}: outside the manifests path`, { retriable: false });
     }
     return abs;
   }
 
+  /** YAML files under the manifests path: what the sync applies. */
+  async function manifestFiles(): Promise<string[]> {
+    const out: string[] = [];
+    async function walk(at: string): Promise<void> {
+      for (const entry of await readdir(at, { withFileTypes: true })) {
+        if (entry.name === '.git') continue;
+        const p = join(at, entry.name);
+        if (entry.isDirectory()) await walk(p);
+        else if (/\.ya?ml$/.test(entry.name)) out.push(relative(dir, p));
+      }
+    }
+    await walk(manifestsRoot);
+    return out.sort();
+  }
+
   const files: RepoFiles = {
     async yamlFiles() {
-      const out: string[] = [];
-      async function walk(at: string): Promise<void> {
-        for (const entry of await readdir(at, { withFileTypes: true })) {
-          if (entry.name === '.git') continue;
-          const p = join(at, entry.name);
-          if (entry.isDirectory()) await walk(p);
-          else if (/\.ya?ml$/.test(entry.name)) out.push(relative(dir, p));
-        }
+      const extra: string[] = [];
+      for (const f of valuesFiles) {
+        if (!isUnder(f, manifestsRoot) && (await stat(f).then((s) => s.isFile(), () => false))) extra.push(relative(dir, f));
       }
-      await walk(manifestsRoot);
-      return out.sort();
+      return [...(await manifestFiles()), ...extra.sort()];
     },
     read: (file) => readFile(inside(file), 'utf8'),
     write: (file, text) => writeFile(inside(file), text),
@@ -179,7 +201,7 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
       const run = queue.then(async () => {
         const revision = await syncToRemote();
         const out = new Map<string, string>();
-        for (const f of await files.yamlFiles()) out.set(f, await files.read(f));
+        for (const f of await manifestFiles()) out.set(f, await files.read(f));
         return { revision, files: out };
       });
       queue = run.catch(() => {});

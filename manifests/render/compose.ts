@@ -2,7 +2,7 @@ import { parseQuantity } from '../quantity.ts';
 import { airflowRepository, logCapBytes, type AirflowDeployment, type Resources, type Values } from '../values.ts';
 import { airflowSettings, LOGROTATE_SCRIPT, LOGS } from './airflow.ts';
 import { airflowPolicy, orreryImage, orreryPolicy, type OrreryService } from './policies.ts';
-import { orreryConfig } from './orrery.ts';
+import { orreryConfig, singleNodeKafkaEnv } from './orrery.ts';
 import { markImage, toYaml } from './yaml.ts';
 
 /**
@@ -72,20 +72,7 @@ export function renderCompose(v: Values, opts: { deployment?: string } = {}): Co
   if (!v.kafka.brokers) {
     services.kafka = {
       image: v.images.kafka,
-      environment: {
-        KAFKA_NODE_ID: '1',
-        KAFKA_PROCESS_ROLES: 'broker,controller',
-        KAFKA_LISTENERS: 'PLAINTEXT://:9092,CONTROLLER://:9093',
-        KAFKA_ADVERTISED_LISTENERS: 'PLAINTEXT://kafka:9092',
-        KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
-        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
-        KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
-        KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
-        KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
-        KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
-        KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
-        KAFKA_LOG_DIRS: '/var/lib/kafka/data/logs',
-      },
+      environment: singleNodeKafkaEnv('kafka:9092'),
       volumes: ['kafka-data:/var/lib/kafka/data'],
       deploy: deploy(1, v.kafka.resources),
     };

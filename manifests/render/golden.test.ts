@@ -7,11 +7,12 @@ import { loadValues, parseValues } from '../values.ts';
 import { LOGROTATE_SCRIPT } from './airflow.ts';
 import { renderCompose } from './compose.ts';
 import { kubernetesFiles, renderKubernetes } from './kubernetes.ts';
+import { renderMarathon } from './marathon.ts';
 
 /**
  * Golden cases in manifests/testdata/<case>/: values.yaml, and expected/ with every file
  * the render produces (expected/kubernetes/<namespace>/<component>.yaml and
- * expected/compose/…). UPDATE_GOLDEN=1 rewrites expected/; review the diff before
+ * expected/compose/…, expected/marathon/…). UPDATE_GOLDEN=1 rewrites expected/; review the diff before
  * committing. The log-rotation script is not copied into expected/compose: it is checked
  * to be the script itself.
  */
@@ -27,6 +28,7 @@ function renderAll(valuesPath: string): Map<string, string> {
     if (p === 'logrotate.mts') expect(t).toBe(LOGROTATE_SCRIPT);
     else out.set(`compose/${p}`, t);
   }
+  for (const [p, t] of renderMarathon(v).files) out.set(`marathon/${p}`, t);
   return out;
 }
 

@@ -16,10 +16,10 @@ import { airflowPolicy, imagePolicies, ORRERY_SERVICES, orreryPolicy, orreryRepo
 import { imagePolicyOf } from './yaml.ts';
 
 /**
- * Until a real kube-apiserver runs in the tests, the rendered objects are checked here:
- * against @kubernetes/client-node's models (tsc checks the code; the round trip below
+ * The rendered objects are checked here, with no cluster: against @kubernetes/client-node's models (tsc checks the code; the round trip below
  * catches a field name the models do not know, which the API server would drop or
- * refuse), and for the invariants that make the objects work together.
+ * refuse), and for the invariants that make the objects work together. A real
+ * kube-apiserver checks every object too: test/integration/manifests-dry-run.test.ts.
  */
 
 const TESTDATA = fileURLToPath(new URL('../testdata/', import.meta.url));
@@ -249,6 +249,14 @@ describe('GitOps markers, cross-checked with the setters the controller runs', (
     expect(applySetters(compose, 'orrery-ingest', { repository: 'registry.example.com/orrery/ingest', tag: '9.9.9' }).changes).toHaveLength(1);
     // Every $ outside comments is a deploy-time ${VAR} reference: compose would otherwise interpolate it.
     expect(compose.replace(/ # \{"\$imagepolicy".*$/gm, '').replace(/\$\{[A-Z_]+:\?[^}]*\}/g, '')).not.toContain('$');
+  });
+
+  it("names the values file in gitops.repo.valuesFiles, so the controller may edit it beside repo.path (and only with valuesFile set)", () => {
+    const dev = loadValues(join(ENVS, 'dev', 'values.yaml'));
+    const repo = (orreryConfig(dev).gitops as { repo: { path: string; valuesFiles?: string[] } }).repo;
+    expect(repo.valuesFiles).toEqual([dev.valuesFile]);
+    expect(dev.valuesFile!.startsWith(`${repo.path}/`), 'the dev values file lies outside repo.path').toBe(false);
+    expect((orreryConfig(twoTeams()).gitops as { repo: Record<string, unknown> }).repo).not.toHaveProperty('valuesFiles');
   });
 
   it('generates one policy per image, files scoped to its namespace, and lets the values override one', () => {

@@ -18,6 +18,27 @@ const PORT = 8080;
 const DATA_DIR = '/var/lib/orrery';
 const CONFIG_PATH = '/etc/orrery/orrery.yaml';
 
+/**
+ * Env of the built-in single-node KRaft Kafka (broker and controller in one process) for
+ * the compose and Marathon targets, advertised at `advertised` (`host:port`).
+ */
+export function singleNodeKafkaEnv(advertised: string): Record<string, string> {
+  return {
+    KAFKA_NODE_ID: '1',
+    KAFKA_PROCESS_ROLES: 'broker,controller',
+    KAFKA_LISTENERS: 'PLAINTEXT://:9092,CONTROLLER://:9093',
+    KAFKA_ADVERTISED_LISTENERS: `PLAINTEXT://${advertised}`,
+    KAFKA_CONTROLLER_LISTENER_NAMES: 'CONTROLLER',
+    KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    KAFKA_CONTROLLER_QUORUM_VOTERS: '1@localhost:9093',
+    KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
+    KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
+    KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
+    KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
+    KAFKA_LOG_DIRS: '/var/lib/kafka/data/logs',
+  };
+}
+
 /** The brokers Orrery uses: the external ones, or the built-in Kafka's pod. */
 export function kafkaBrokers(v: Values): string[] {
   return v.kafka.brokers ?? [`kafka-0.kafka.${v.orrery.namespace}.svc:9092`];
@@ -33,12 +54,19 @@ export function orreryConfig(v: Values): Record<string, unknown> {
   const out: Record<string, unknown> = { ...cfg, kafka: { ...cfg.kafka, brokers: kafkaBrokers(v) } };
   const gitops = cfg.gitops;
   if (gitops) {
-    const repo = (gitops.repo ?? {}) as { path?: string };
+    const repo = (gitops.repo ?? {}) as { path?: string; valuesFiles?: string[] };
     const own = (gitops.policies ?? []) as Array<{ name: string }>;
     const byName = new Map(own.map((p) => [p.name, p]));
     const generated = imagePolicies(v, repo.path ?? '.');
     const names = new Set(generated.map((p) => p.name));
-    out.gitops = { ...gitops, policies: [...generated.map((p) => byName.get(p.name) ?? p), ...own.filter((p) => !names.has(p.name))] };
+    // The values file usually sits beside the rendered folder, outside repo.path, where
+    // the controller edits nothing unless told: the policies' `:tag` markers there need it.
+    const valuesFiles = [...new Set([...(repo.valuesFiles ?? []), ...(v.valuesFile ? [v.valuesFile] : [])])];
+    out.gitops = {
+      ...gitops,
+      ...(gitops.repo && valuesFiles.length > 0 ? { repo: { ...gitops.repo, valuesFiles } } : {}),
+      policies: [...generated.map((p) => byName.get(p.name) ?? p), ...own.filter((p) => !names.has(p.name))],
+    };
   }
   return out;
 }

@@ -19,10 +19,23 @@ spec:
           image: registry.example.com/${policy}:${tag} # {"$imagepolicy": "${policy}"}
 `;
 
+/** A values file the manifests are rendered from, outside the manifests path. */
+const VALUES = (tag: string) => `deployments:
+  - name: db
+    image:
+      tag: ${tag} # {"$imagepolicy": "db:tag"}
+`;
+
 describe('manifests repository over real git smart HTTP', () => {
   let server: Awaited<ReturnType<typeof startGitServer>>;
   beforeAll(async () => {
-    server = await startGitServer({ 'apps/web.yaml': DEPLOY('web', '1.0.0'), 'apps/api.yaml': DEPLOY('api', '1.0.0'), 'README.md': '# manifests\n' });
+    server = await startGitServer({
+      'apps/web.yaml': DEPLOY('web', '1.0.0'),
+      'apps/api.yaml': DEPLOY('api', '1.0.0'),
+      'README.md': '# manifests\n',
+      'env/values.yaml': VALUES('1.0.0'),
+      'env/other.yaml': 'not: editable\n',
+    });
   });
   afterAll(() => server.close());
 
@@ -106,6 +119,30 @@ describe('manifests repository over real git smart HTTP', () => {
 
   it('a wrong token is refused', async () => {
     await expect(repo({ token: 'wrong', workdir: await mkdtemp(join(tmpdir(), 'orrery-wd-')) })).rejects.toThrow();
+  });
+
+  it('a values file named in the options is editable beside the manifests path, and is not part of the snapshot', async () => {
+    const plain = await repo();
+    expect(await plain.change({ message: 'x', edit: async (files) => (await files.yamlFiles()).filter((f) => !f.startsWith('apps/')) })).toBeUndefined();
+    const r = await repo({ valuesFiles: ['env/values.yaml', 'env/missing.yaml'] });
+    let listed: string[] = [];
+    const result = await r.change({
+      message: 'deploy(db): registry.example.com/db:1.2.0',
+      edit: async (files) => {
+        listed = await files.yamlFiles();
+        return setImage('db', '1.2.0')(files);
+      },
+    });
+    expect(listed).toEqual(['apps/api.yaml', 'apps/web.yaml', 'env/values.yaml']);
+    expect(result?.branch).toBe('main');
+    const check = await server.clone();
+    expect(await readFile(join(check, 'env/values.yaml'), 'utf8')).toBe(VALUES('1.2.0'));
+    expect([...(await r.snapshot()).files.keys()]).toEqual(['apps/api.yaml', 'apps/web.yaml']);
+    // Only the named file: its neighbour stays out of reach.
+    await expect(r.change({ message: 'x', edit: async (files) => [(await files.write('env/other.yaml', 'pwned'), 'env/other.yaml')[1]!] })).rejects.toMatchObject({
+      code: 'GIT_PATH_OUTSIDE',
+    });
+    await expect(repo({ valuesFiles: ['../outside.yaml'] })).rejects.toMatchObject({ code: 'GIT_PATH_OUTSIDE' });
   });
 
   it('edits cannot leave the manifests path', async () => {
