@@ -62,8 +62,9 @@ const COMPONENTS: Record<string, ComponentFactory> = {
 };
 
 /**
- * The control plane: in Postgres when a database is configured (seeded from the config
- * file, live changes), else the config file itself (changes need a restart).
+ * The control plane: versioned in the store (Postgres, or the embedded PGlite), seeded from
+ * the config file, with live changes; the config file alone only when a caller built
+ * adapters without a store.
  */
 async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger): Promise<ControlPlaneSource> {
   const seed = { sources: [...cfg.sources], destinations: [...cfg.destinations], routes: [...cfg.routes] };
@@ -75,7 +76,7 @@ async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger)
   // An empty seed never replaces what the database holds: a missing file is not a wish to delete everything.
   if (seed.sources.length + seed.destinations.length + seed.routes.length > 0) await seedControlPlane(adapters.store, seed, logger);
   const cp = await createPgControlPlane({ store: adapters.store, logger });
-  log.info({ adapter: 'postgres', version: cp.current().version }, 'control plane: PostgreSQL');
+  log.info({ adapter: adapters.store.kind, version: cp.current().version }, `control plane: versioned in the store (${adapters.store.kind})`);
   return cp;
 }
 
@@ -167,7 +168,8 @@ service also does this at start.`,
     help: `list     the dead letters still pending (--all: replayed ones too), as JSON lines
 replay   re-send pending dead letters to their destinations with the current settings;
          each is delivered once, even when two replays run at once
-Needs DATABASE_URL (dead letters live in Postgres).`,
+Dead letters live in the store: DATABASE_URL's Postgres, or the embedded one under the
+data dir, which only one process opens at a time (use Pilot's replay while orrery start runs).`,
     async run(args, config, flags) {
       const action = args[0];
       if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
@@ -175,7 +177,7 @@ Needs DATABASE_URL (dead letters live in Postgres).`,
       const logger = createLogger({ level: 'warn' });
       const adapters = await createAdapters(cfg, logger);
       try {
-        if (!adapters.store) throw new ConfigError('dead letters live in Postgres: set DATABASE_URL');
+        if (!adapters.store) throw new ConfigError('dead letters live in the store, and there is none');
         const destinationId = flags.destination;
         const ids = flags.id?.map(Number);
         if (action === 'list') {
