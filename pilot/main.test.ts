@@ -34,7 +34,11 @@ describe('pilot component (embedded bus, no database)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'orrery-pilot-unit-'));
     const config = loadConfig({ env: { ORRERY_DATA_DIR: dir } });
-    adapters = await createAdapters(config, logger);
+    // Pilot without a store (what a caller that builds adapters without one gets): the
+    // embedded store createAdapters opens by default is closed and left out.
+    const built = await createAdapters(config, logger);
+    await built.store?.close();
+    adapters = { ...built, store: undefined };
     await adapters.bus.ensureTopics(coreTopicSpecs(topics, { partitions: 1, replicationFactor: 1 }));
     // What the sinks and ingest would have registered in the same process.
     new Counter({ name: 'orrery_sink_events_delivered_total', help: 'h', labelNames: ['destination'], registers: [registry] }).inc({ destination: 'hook' }, 7);
