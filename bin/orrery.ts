@@ -15,6 +15,7 @@ import { createRouterComponent } from '../router/main.ts';
 import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
 import { createPilotComponent } from '../pilot/main.ts';
+import { demoBanner, ensureDemo, localBaseUrl } from '../pilot/demo-setup.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
@@ -87,7 +88,10 @@ const commands: Record<string, Command> = {
     help: `Runs Orrery's components in one process, or one of them alone for production.
 Components: ${Object.keys(COMPONENTS).join(', ')}.
 The process serves the components' routes and /healthz, /readyz and /metrics on PORT
-(default 8080), logs JSON lines, and drains in-flight work on SIGTERM.`,
+(default 8080), logs JSON lines, and drains in-flight work on SIGTERM.
+On the first start of all components (nothing in the control plane, no config seed), it
+sets up a demo source, a webhook destination into Pilot and a route, and prints the demo
+write key and a curl line on stderr (again at later starts, while the demo key works).`,
     async run(args, config) {
       const names = args.length > 0 ? args : Object.keys(COMPONENTS);
       for (const name of names) {
@@ -132,6 +136,17 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);
       const server = await listen({ fetch: app.fetch, host: cfg.http.host, port: cfg.http.port, logger });
+      // The demo belongs to the whole platform in one process: a component run alone never sets it up.
+      if (args.length === 0 && adapters.store && controlPlane) {
+        const baseUrl = localBaseUrl(cfg.http.host, server.port);
+        try {
+          const demo = await ensureDemo({ store: adapters.store, controlPlane, dataDir: cfg.dataDir, baseUrl, logger });
+          // stderr, not the log: the banner holds a write key, and logs never do.
+          if (demo.state !== 'none') process.stderr.write(demoBanner(demo, baseUrl));
+        } catch (err) {
+          logger.error({ err }, 'demo: setting it up failed; orrery runs without it');
+        }
+      }
       onShutdown(logger, async () => {
         draining = true;
         // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.
