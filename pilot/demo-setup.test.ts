@@ -31,13 +31,16 @@ describe('demoBanner', () => {
   });
 });
 
-/** On the embedded store in memory: the same control-plane code as `orrery start`. */
-describe('ensureDemo', () => {
+/**
+ * On the embedded store in memory: the same control-plane code as `orrery start`. Starting
+ * PGlite (Postgres in WebAssembly) takes seconds on a loaded machine, hence the timeouts.
+ */
+describe('ensureDemo', { timeout: 60_000 }, () => {
   let store: Store;
   let dir: string;
   beforeAll(async () => {
     store = await createPgliteStore({ logger });
-  });
+  }, 60_000);
   afterAll(async () => {
     await store.close();
     await rm(dir, { recursive: true, force: true });

@@ -55,7 +55,6 @@ export async function createDemoReceiver(opts: DemoReceiverOptions = {}): Promis
   /** Lines in the file; past twice `keep` it is rewritten with the kept ones. */
   let lines = 0;
   if (file) {
-    await mkdir(dirname(file), { recursive: true });
     for (const d of await readDeliveries(file)) {
       ring.push(d);
       seq = Math.max(seq, d.seq);
@@ -67,6 +66,8 @@ export async function createDemoReceiver(opts: DemoReceiverOptions = {}): Promis
   function persist(d: DemoDelivery): Promise<void> {
     if (!file) return Promise.resolve();
     const run = writing.then(async () => {
+      // Created with the first delivery, not at start: a Pilot that never gets one leaves no trace.
+      if (lines === 0) await mkdir(dirname(file), { recursive: true });
       if (lines + 1 > 2 * keep) {
         await replaceFile(file, ring.toArray());
         lines = ring.size;
