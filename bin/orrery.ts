@@ -15,6 +15,7 @@ import { createRouterComponent } from '../router/main.ts';
 import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
 import { createPilotComponent } from '../pilot/main.ts';
+import { demoBanner, ensureDemo, localBaseUrl } from '../pilot/demo-setup.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
@@ -62,8 +63,9 @@ const COMPONENTS: Record<string, ComponentFactory> = {
 };
 
 /**
- * The control plane: in Postgres when a database is configured (seeded from the config
- * file, live changes), else the config file itself (changes need a restart).
+ * The control plane: versioned in the store (Postgres, or the embedded PGlite), seeded from
+ * the config file, with live changes; the config file alone only when a caller built
+ * adapters without a store.
  */
 async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger): Promise<ControlPlaneSource> {
   const seed = { sources: [...cfg.sources], destinations: [...cfg.destinations], routes: [...cfg.routes] };
@@ -75,7 +77,7 @@ async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger)
   // An empty seed never replaces what the database holds: a missing file is not a wish to delete everything.
   if (seed.sources.length + seed.destinations.length + seed.routes.length > 0) await seedControlPlane(adapters.store, seed, logger);
   const cp = await createPgControlPlane({ store: adapters.store, logger });
-  log.info({ adapter: 'postgres', version: cp.current().version }, 'control plane: PostgreSQL');
+  log.info({ adapter: adapters.store.kind, version: cp.current().version }, `control plane: versioned in the store (${adapters.store.kind})`);
   return cp;
 }
 
@@ -86,7 +88,10 @@ const commands: Record<string, Command> = {
     help: `Runs Orrery's components in one process, or one of them alone for production.
 Components: ${Object.keys(COMPONENTS).join(', ')}.
 The process serves the components' routes and /healthz, /readyz and /metrics on PORT
-(default 8080), logs JSON lines, and drains in-flight work on SIGTERM.`,
+(default 8080), logs JSON lines, and drains in-flight work on SIGTERM.
+On the first start of all components (nothing in the control plane, no config seed), it
+sets up a demo source, a webhook destination into Pilot and a route, and prints the demo
+write key and a curl line on stderr (again at later starts, while the demo key works).`,
     async run(args, config) {
       const names = args.length > 0 ? args : Object.keys(COMPONENTS);
       for (const name of names) {
@@ -131,6 +136,17 @@ The process serves the components' routes and /healthz, /readyz and /metrics on 
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);
       const server = await listen({ fetch: app.fetch, host: cfg.http.host, port: cfg.http.port, logger });
+      // The demo belongs to the whole platform in one process: a component run alone never sets it up.
+      if (args.length === 0 && adapters.store && controlPlane) {
+        const baseUrl = localBaseUrl(cfg.http.host, server.port);
+        try {
+          const demo = await ensureDemo({ store: adapters.store, controlPlane, dataDir: cfg.dataDir, baseUrl, logger });
+          // stderr, not the log: the banner holds a write key, and logs never do.
+          if (demo.state !== 'none') process.stderr.write(demoBanner(demo, baseUrl));
+        } catch (err) {
+          logger.error({ err }, 'demo: setting it up failed; orrery runs without it');
+        }
+      }
       onShutdown(logger, async () => {
         draining = true;
         // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.
@@ -167,7 +183,8 @@ service also does this at start.`,
     help: `list     the dead letters still pending (--all: replayed ones too), as JSON lines
 replay   re-send pending dead letters to their destinations with the current settings;
          each is delivered once, even when two replays run at once
-Needs DATABASE_URL (dead letters live in Postgres).`,
+Dead letters live in the store: DATABASE_URL's Postgres, or the embedded one under the
+data dir, which only one process opens at a time (use Pilot's replay while orrery start runs).`,
     async run(args, config, flags) {
       const action = args[0];
       if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
@@ -175,7 +192,7 @@ Needs DATABASE_URL (dead letters live in Postgres).`,
       const logger = createLogger({ level: 'warn' });
       const adapters = await createAdapters(cfg, logger);
       try {
-        if (!adapters.store) throw new ConfigError('dead letters live in Postgres: set DATABASE_URL');
+        if (!adapters.store) throw new ConfigError('dead letters live in the store, and there is none');
         const destinationId = flags.destination;
         const ids = flags.id?.map(Number);
         if (action === 'list') {

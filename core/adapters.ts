@@ -9,10 +9,12 @@ import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import { redactUrl } from './logger.ts';
 import { createPgStore } from './store/pg.ts';
+import { createPgliteStore } from './store/pglite.ts';
 import type { Store } from './store/types.ts';
 
 export interface Adapters {
   bus: Bus;
+  /** Always set by createAdapters (pg, or the embedded PGlite); tests may leave it out. */
   store: Store | undefined;
   cache: Cache;
   close(): Promise<void>;
@@ -43,7 +45,14 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
     store = createPgStore({ url: config.database.url, ...(config.database.schema ? { schema: config.database.schema } : {}) });
     log.info({ adapter: 'postgres', database: redactUrl(config.database.url), schema: config.database.schema ?? 'public' }, 'store: PostgreSQL');
   } else {
-    log.warn({ adapter: 'none' }, 'store: none configured (set DATABASE_URL or database.url)');
+    const dir = join(config.dataDir, 'store');
+    try {
+      store = await createPgliteStore({ dir, logger });
+    } catch (err) {
+      await bus.close();
+      throw err;
+    }
+    log.info({ adapter: 'pglite', default: true, dir }, `store: embedded PGlite at ${dir} (DATABASE_URL not set)`);
   }
 
   let cache: Cache;

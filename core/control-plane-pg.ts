@@ -341,7 +341,7 @@ export async function createPgControlPlane(opts: PgControlPlaneOptions): Promise
   await refresh('start');
   const timer = setInterval(() => void refresh('poll'), opts.pollMs ?? 30_000);
   timer.unref();
-  log.info({ version: snapshot.version, channel }, 'control plane loaded from Postgres');
+  log.info({ version: snapshot.version, channel, store: store.kind }, `control plane loaded from the store (${store.kind})`);
 
   return {
     current() {

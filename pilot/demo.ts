@@ -1,3 +1,5 @@
+import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createRing } from './debugger.ts';
@@ -8,9 +10,11 @@ import { createRing } from './debugger.ts';
  * loopback) shows what the sinks delivered, next to what ingest received, so the whole
  * path is visible on one page without setting up anything outside Orrery.
  *
- * It takes anything that is JSON and keeps the last 200 deliveries in memory. It has no
- * authentication (the sinks post to it like any destination); it only ever shows what was
- * posted to it, in the Pilot UI, to someone holding the admin token.
+ * It takes anything that is JSON and keeps the last 200 deliveries. With a `file`, they
+ * are appended to it before the 200 goes back, so what a destination was told was delivered
+ * is still shown after a restart, crash included (at least once: a redelivery shows twice).
+ * It has no authentication (the sinks post to it like any destination); it only ever shows
+ * what was posted to it, in the Pilot UI, to someone holding the admin token.
  */
 
 export interface DemoDelivery {
@@ -29,16 +33,53 @@ export interface DemoReceiver {
   subscribe(fn: (d: DemoDelivery) => void): () => void;
 }
 
+export interface DemoReceiverOptions {
+  keep?: number;
+  now?: () => number;
+  /** JSON lines of deliveries, kept across restarts; absent: in memory only. */
+  file?: string;
+}
+
 /**
  * @example
- *   const demo = createDemoReceiver();
+ *   const demo = await createDemoReceiver({ file: join(config.dataDir, 'pilot', 'demo-deliveries.jsonl') });
  *   app.route('/', demo.routes); // POST /pilot/demo-webhook
  */
-export function createDemoReceiver(opts: { keep?: number; now?: () => number } = {}): DemoReceiver {
-  const ring = createRing<DemoDelivery>(opts.keep ?? 200);
+export async function createDemoReceiver(opts: DemoReceiverOptions = {}): Promise<DemoReceiver> {
+  const keep = opts.keep ?? 200;
+  const ring = createRing<DemoDelivery>(keep);
   const subscribers = new Set<(d: DemoDelivery) => void>();
   const now = opts.now ?? Date.now;
+  const file = opts.file;
   let seq = 0;
+  /** Lines in the file; past twice `keep` it is rewritten with the kept ones. */
+  let lines = 0;
+  if (file) {
+    for (const d of await readDeliveries(file)) {
+      ring.push(d);
+      seq = Math.max(seq, d.seq);
+      lines++;
+    }
+  }
+  // Appends and rewrites one at a time, in seq order.
+  let writing: Promise<void> = Promise.resolve();
+  function persist(d: DemoDelivery): Promise<void> {
+    if (!file) return Promise.resolve();
+    const run = writing.then(async () => {
+      // Created with the first delivery, not at start: a Pilot that never gets one leaves no trace.
+      if (lines === 0) await mkdir(dirname(file), { recursive: true });
+      if (lines + 1 > 2 * keep) {
+        await replaceFile(file, ring.toArray());
+        lines = ring.size;
+      } else {
+        await appendFile(file, `${JSON.stringify(d)}\n`, { mode: 0o600 });
+        lines++;
+      }
+    });
+    writing = run.catch(() => {});
+    return run;
+  }
+
   const routes = new Hono();
   routes.post(
     '/pilot/demo-webhook',
@@ -52,6 +93,9 @@ export function createDemoReceiver(opts: { keep?: number; now?: () => number } =
       }
       const d: DemoDelivery = { seq: ++seq, at: now(), webhookId: c.req.header('webhook-id') ?? null, events: Array.isArray(body) ? body : [body] };
       ring.push(d);
+      // Before the answer: a 2xx tells the sink it is delivered, so it must be on disk by then.
+      // A failed write is a 5xx, and the sink retries.
+      await persist(d);
       for (const fn of subscribers) fn(d);
       return c.json({ success: true });
     },
@@ -64,4 +108,40 @@ export function createDemoReceiver(opts: { keep?: number; now?: () => number } =
       return () => subscribers.delete(fn);
     },
   };
+}
+
+/** The deliveries in `file`, oldest first; a torn line (a crash mid-append) is skipped. */
+async function readDeliveries(file: string): Promise<DemoDelivery[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  // A torn last line (a crash mid-append) would swallow the next append: end it first.
+  if (text.length > 0 && !text.endsWith('\n')) await appendFile(file, '\n');
+  const out: DemoDelivery[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    try {
+      const d = JSON.parse(line) as DemoDelivery;
+      if (typeof d.seq === 'number' && Array.isArray(d.events)) out.push(d);
+    } catch {
+      // A partial line: the append it belonged to never answered 2xx.
+    }
+  }
+  return out;
+}
+
+async function replaceFile(file: string, deliveries: DemoDelivery[]): Promise<void> {
+  const tmp = join(dirname(file), `.${Date.now()}.tmp`);
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(deliveries.map((d) => `${JSON.stringify(d)}\n`).join(''));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, file);
 }

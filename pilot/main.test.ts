@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdapters, type Adapters } from '../core/adapters.ts';
+import type { Adapters } from '../core/adapters.ts';
+import { createEmbeddedBus } from '../core/bus/embedded.ts';
+import { createMemoryCache } from '../core/cache/memory.ts';
 import { loadConfig } from '../core/config.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';
 import { createLogger } from '../core/logger.ts';
@@ -34,7 +36,18 @@ describe('pilot component (embedded bus, no database)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'orrery-pilot-unit-'));
     const config = loadConfig({ env: { ORRERY_DATA_DIR: dir } });
-    adapters = await createAdapters(config, logger);
+    // Built here rather than by createAdapters, which always opens a store (the embedded
+    // one by default): this is Pilot without one.
+    const bus = await createEmbeddedBus({ dir: join(config.dataDir, 'bus'), logger });
+    const cache = createMemoryCache();
+    adapters = {
+      bus,
+      store: undefined,
+      cache,
+      async close() {
+        await Promise.allSettled([bus.close(), cache.close()]);
+      },
+    };
     await adapters.bus.ensureTopics(coreTopicSpecs(topics, { partitions: 1, replicationFactor: 1 }));
     // What the sinks and ingest would have registered in the same process.
     new Counter({ name: 'orrery_sink_events_delivered_total', help: 'h', labelNames: ['destination'], registers: [registry] }).inc({ destination: 'hook' }, 7);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { Hono } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { createPgDeployLog, type DeployLog } from '../gitops/deploys.ts';
@@ -76,7 +77,7 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
   });
 
   const events = createEventBuffer({ perSource: 200 });
-  const demo = createDemoReceiver();
+  const demo = await createDemoReceiver({ file: join(ctx.config.dataDir, 'pilot', 'demo-deliveries.jsonl') });
   const dbg: RawTopicDebugger = await startRawTopicDebugger({ bus: ctx.adapters.bus, topic: ctx.topics.raw, buffer: events, logger: log });
 
   const api = createPilotApi({

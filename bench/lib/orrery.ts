@@ -72,8 +72,9 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     SINKS_GROUP_PREFIX: `${o.prefix}.sink.${o.groupTag}`,
     INGEST_SPOOL_DIR: join(dir, 'spool'),
     ORRERY_DATA_DIR: join(dir, 'data'),
-    // No database: the config file is the control plane, and dead letters (none are
-    // expected) go to the DLQ topic. Postgres is on no hot path measured here.
+    // No DATABASE_URL: each process opens the embedded PGlite store in its own data dir
+    // (the control plane, seeded from the file; dead letters, none expected). It is on no
+    // hot path measured here, but its memory counts in the memory scenario.
     DATABASE_URL: '',
     ...o.env,
   };

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { fsyncDir, lockDir } from '../dir-lock.ts';
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { abortableSleep, backoffDelay, type BackoffPolicy } from '../retry.ts';
@@ -44,9 +45,6 @@ const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/;
 const RESERVED_TOPICS = new Set(['.', '..', LOCK_FILE]);
 
 const REDELIVERY_BACKOFF: BackoffPolicy = { initialMs: 100, factor: 2, maxMs: 5_000, jitter: 0.2 };
-
-/** Directories opened by a bus of this process and not closed yet. */
-const openDirs = new Set<string>();
 
 interface Segment {
   /** Offset of the segment's first record; also its file name. */
@@ -302,15 +300,6 @@ async function scanSegment(path: string, base: number): Promise<{ positions: num
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Write to a temporary file, fsync, rename over, fsync the directory: all or nothing. */
 async function writeFileDurably(dir: string, name: string, text: string): Promise<void> {
   const tmp = join(dir, `${name}.tmp`);
@@ -332,61 +321,6 @@ async function writeFileDurably(dir: string, name: string, text: string): Promis
 function groupFileName(group: string): string {
   const encoded = encodeURIComponent(group);
   return encoded.length <= 200 ? `${encoded}.json` : `${encoded.slice(0, 180)}~${crc32(group).toString(16)}.json`;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Two processes appending to the same files would overwrite each other's records, so the
- * directory carries a lock file with the owner's pid. A lock whose process is gone (a crash)
- * is taken over. Returns the release function.
- */
-async function lockDir(root: string, log: Logger): Promise<() => Promise<void>> {
-  const abs = resolve(root);
-  if (openDirs.has(abs)) throw new OrreryError('BUS_LOCKED', `${abs} is already open by an embedded bus of this process`, { retriable: false });
-  openDirs.add(abs);
-  const path = join(abs, LOCK_FILE);
-  try {
-    await mkdir(abs, { recursive: true });
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const fh = await open(path, 'wx');
-        try {
-          await fh.writeFile(String(process.pid));
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await fsyncDir(abs);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-        const held = Number.isSafeInteger(holder) && holder !== process.pid && isAlive(holder);
-        if (held || attempt > 1) {
-          throw new OrreryError('BUS_LOCKED', `${abs} is in use by another process (pid ${Number.isNaN(holder) ? 'unknown' : holder})`, {
-            retriable: false,
-          });
-        }
-        log.warn({ holder }, 'taking over the lock of a process that is gone');
-        await unlink(path).catch(() => {});
-      }
-    }
-  } catch (err) {
-    openDirs.delete(abs);
-    throw err;
-  }
-  return async function releaseLock() {
-    await unlink(path).catch(() => {});
-    openDirs.delete(abs);
-  };
 }
 
 /**
@@ -441,7 +375,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
     return run;
   }
 
-  const releaseLock = await lockDir(root, log);
+  const releaseLock = await lockDir(root, { code: 'BUS_LOCKED', what: 'an embedded bus', logger: log, file: LOCK_FILE });
   try {
     await recover();
   } catch (err) {

@@ -72,6 +72,14 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       expect(new Date(rows[0]!.t).toISOString()).toBe('2026-01-02T03:04:05.000Z');
     });
 
+    it('bigint and numeric come back as strings, exactly, as node-postgres returns them', async () => {
+      const { rows } = await store.query<{ b: unknown; n: unknown; a: unknown }>('select $1::bigint as b, 2.50::numeric as n, $2::bigint[] as a', [
+        '9007199254740993',
+        [1, 2],
+      ]);
+      expect(rows[0]).toEqual({ b: '9007199254740993', n: '2.50', a: ['1', '2'] });
+    });
+
     it('listen receives NOTIFY payloads until stopped', async () => {
       // Channels are database-wide, so each run takes its own.
       const channel = uniqueName('ch').toLowerCase();

@@ -19,9 +19,14 @@ export async function freePort(): Promise<number> {
 
 export interface OrreryProcess {
   url: string;
+  port: number;
   child: ChildProcess;
   /** Every JSON log line so far. */
   logs: Array<Record<string, unknown>>;
+  /** Everything written to stderr so far (the demo banner, crash traces). */
+  stderr(): string;
+  /** SIGKILL, as a crash would; resolves once it has exited. */
+  kill(): Promise<void>;
   /** SIGTERM, then wait for the exit; returns the exit code. */
   stop(): Promise<number | null>;
 }
@@ -30,10 +35,19 @@ export interface OrreryProcess {
  * Runs `orrery <args>` as a real process (the CLI, as a user would), waits until /readyz
  * answers (any status: readiness itself is what tests look at), and collects its logs.
  */
-export async function startOrrery(args: string[], env: Record<string, string>): Promise<OrreryProcess> {
-  const port = await freePort();
+export interface StartOptions {
+  /** Default: a free one. A restart passes the port of the run before. */
+  port?: number;
+  /** Variables removed from the inherited environment (not just emptied). */
+  without?: string[];
+}
+
+export async function startOrrery(args: string[], env: Record<string, string>, opts: StartOptions = {}): Promise<OrreryProcess> {
+  const port = opts.port ?? (await freePort());
+  const inherited: Record<string, string | undefined> = { ...process.env };
+  for (const name of opts.without ?? []) delete inherited[name];
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...inherited, LOG_LEVEL: 'info', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -70,8 +84,15 @@ export async function startOrrery(args: string[], env: Record<string, string>): 
   }
   return {
     url,
+    port,
     child,
     logs,
+    stderr: () => stderr,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       child.kill('SIGTERM');

@@ -34,7 +34,8 @@ routes: [{ source: web, destination: hook }]
     const messages = orrery.logs.map((l) => String(l.msg));
     expect(messages.some((m) => m.startsWith('bus: embedded on-disk log (default'))).toBe(true);
     expect(messages.some((m) => m.startsWith('cache/limiter: in-process default'))).toBe(true);
-    expect(messages.some((m) => m.startsWith('control plane: the config file'))).toBe(true);
+    expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
+    expect(messages).toContain('control plane: versioned in the store (pglite)');
 
     const send = (url: string, i: number) =>
       fetch(`${url}/v1/track`, {

@@ -1,0 +1,111 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createPgControlPlane, seedControlPlane, updateControlPlane } from '../../core/control-plane-pg.ts';
+import type { ControlPlaneSnapshot } from '../../core/control-plane.ts';
+import type { Envelope } from '../../core/envelope.ts';
+import { createPgliteStore } from '../../core/store/pglite.ts';
+import { createPgDeployLog } from '../../gitops/deploys.ts';
+import { listDeadLetters, recordDeadLetters, replayDeadLetters } from '../../sinks/dead-letters.ts';
+import { storeContract } from '../contracts/store.ts';
+import { testLogger, waitFor } from '../helpers/index.ts';
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'orrery-pglite-'));
+  dirs.push(dir);
+  return dir;
+}
+
+storeContract('pglite', async () => createPgliteStore({ dir: await tempDir(), logger: testLogger() }));
+
+describe('pglite store on disk', () => {
+  it('keeps committed rows across a reopen, and one process at a time holds the directory', async () => {
+    const dir = await tempDir();
+    const store = await createPgliteStore({ dir, logger: testLogger() });
+    await store.query('create table kept (v text)');
+    await store.query('insert into kept values ($1)', ['one']);
+    await expect(createPgliteStore({ dir, logger: testLogger() })).rejects.toMatchObject({ code: 'STORE_LOCKED' });
+    await store.close();
+
+    const again = await createPgliteStore({ dir, logger: testLogger() });
+    try {
+      const { rows } = await again.query<{ v: string }>('select v from kept');
+      expect(rows).toEqual([{ v: 'one' }]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+/**
+ * What the single-process default keeps in the embedded store, through the same modules that
+ * use Postgres: the versioned control plane with live changes, dead letters with replay,
+ * deploys. (Their full suites run against Postgres; these show the SQL holds on PGlite.)
+ */
+describe('the platform state on pglite', () => {
+  it('control plane: seeded, versioned, and changes reach subscribers through LISTEN/NOTIFY', async () => {
+    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
+    try {
+      const logger = testLogger();
+      expect(await seedControlPlane(store, { sources: [{ id: 'web', writeKeys: ['wk_pglite_0123'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }], destinations: [], routes: [] }, logger)).toBe(1);
+      const cp = await createPgControlPlane({ store, logger, pollMs: 3_600_000 });
+      const seen: ControlPlaneSnapshot[] = [];
+      cp.subscribe((snap) => seen.push(snap));
+      expect(cp.current().version).toBe(1);
+      await updateControlPlane(store, (doc) => ({ ...doc, destinations: [{ id: 'hook', type: 'webhook', enabled: true, url: 'https://example.com/h' }] }), {
+        expectedVersion: 1,
+      });
+      await waitFor(() => seen.length === 1, { what: 'the change by NOTIFY' });
+      expect(seen[0]!.version).toBe(2);
+      expect(cp.current().version).toBe(2);
+      await expect(updateControlPlane(store, (doc) => doc, { expectedVersion: 1 })).rejects.toMatchObject({ code: 'CONTROL_PLANE_CONFLICT' });
+      await cp.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('dead letters: recorded, listed, replayed once', async () => {
+    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
+    try {
+      const event = { v: 1, sourceId: 'web', type: 'track', event: 'E', messageId: 'm-1', userId: 'u', receivedAt: new Date().toISOString() } as unknown as Envelope;
+      await recordDeadLetters(store, [{ destinationId: 'hook', event, attempts: 5, lastError: 'HTTP 500', httpStatus: 500, firstAttemptAt: Date.now() }]);
+      const [letter] = await listDeadLetters(store);
+      expect(letter).toMatchObject({ id: 1, destinationId: 'hook', messageId: 'm-1', attempts: 5, httpStatus: 500, replayedAt: null });
+      const delivered: string[] = [];
+      const result = await replayDeadLetters(store, {}, async (dest, e) => {
+        delivered.push(`${dest}:${e.messageId}`);
+      });
+      expect(result).toEqual({ replayed: [1], failed: [] });
+      expect(await replayDeadLetters(store, {}, async () => {})).toEqual({ replayed: [], failed: [] });
+      expect(delivered).toEqual(['hook:m-1']);
+      expect(await listDeadLetters(store)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('deploys: recorded, deduplicated by delivery, and moved through their states', async () => {
+    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
+    try {
+      const deploys = await createPgDeployLog(store);
+      const push = { repository: 'registry.example.com/team/airflow', tag: '3.1.0' };
+      const first = await deploys.record({ provider: 'generic', deliveryId: 'd-1', policy: 'airflow', push });
+      expect(first.duplicate).toBe(false);
+      expect((await deploys.record({ provider: 'generic', deliveryId: 'd-1', policy: 'airflow', push })).duplicate).toBe(true);
+      await deploys.transition(first.deploy.id, 'committed', { sha: 'abc123' });
+      const [listed] = await deploys.list();
+      expect(listed).toMatchObject({ id: first.deploy.id, state: 'committed', sha: 'abc123' });
+      expect(listed!.history.map((h) => h.state)).toEqual(['received', 'committed']);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+// Runs after the suite's own afterAll has closed the store.
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
