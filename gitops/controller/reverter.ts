@@ -127,8 +127,10 @@ export function createReverter(opts: {
         const result = await opts.repo.change({ edit: revertEdit(changes, sha), message: revertMessage(sha, changes.message, deploy, failure.reason) });
         // Nothing to change: someone undid it already; the tip is what rolls the workloads back.
         const revertSha = result?.sha ?? (await opts.repo.head());
+        // The error stays: why the rollout failed is still the story of a reverted deploy.
         await opts.deploys.transition(deploy.id, 'reverting', {
           revertSha,
+          error: failure.reason,
           detail: result ? `revert ${revertSha.slice(0, 12)} committed` : `already undone at ${revertSha.slice(0, 12)}`,
         });
         log.info({ deploy: deploy.id, sha, revertSha }, 'failed deploy reverted in git');

@@ -203,7 +203,7 @@ export function createSync(opts: {
     for (const d of reverting) {
       const still = pending.filter((p) => rollingBack.get(d.id)!.has(p.id));
       if (still.length === 0) {
-        await opts.deploys.transition(d.id, 'reverted', { detail: `rolled back, healthy at ${revision.slice(0, 12)}` });
+        await opts.deploys.transition(d.id, 'reverted', { ...(d.error ? { error: d.error } : {}), detail: `rolled back, healthy at ${revision.slice(0, 12)}` });
         continue;
       }
       const message = describe(still);

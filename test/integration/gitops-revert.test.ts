@@ -69,6 +69,8 @@ describe('a failed rollout, reverted by policy', () => {
     const d = await pushAndSettle('never-ready-2', 'team/airflow', ['reverted', 'rolled-out']);
     expect(d.history.map((h) => h.state)).toEqual(['received', 'committed', 'synced', 'failed', 'reverting', 'reverted']);
     expect(d.revertSha).toMatch(/^[0-9a-f]{40}$/);
+    // Why it was reverted stays on the record (Pilot's rollout alert says it).
+    expect(d.error).toMatch(/rollout did not become healthy: .*(webserver|worker)/);
 
     // The revert is the tip of main, written like `git revert` writes it, and it restores
     // the files exactly as they were before the deploy's commit.
