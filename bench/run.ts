@@ -10,6 +10,7 @@ import { currentLoad, machineInfo, table, writeReport, type ScenarioReport } fro
 import { loadSettings } from './lib/settings.ts';
 import { nowMs } from './lib/stats.ts';
 import { scenario as e2eLatency } from './scenarios/e2e-latency.ts';
+import { scenario as gitops } from './scenarios/gitops.ts';
 import { scenario as ingestBatch } from './scenarios/ingest-batch.ts';
 import { scenario as ingestTrack } from './scenarios/ingest-track.ts';
 import { scenario as memory } from './scenarios/memory.ts';
@@ -22,7 +23,7 @@ import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
  * See bench/README.md.
  */
 
-const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, sinkWebhook, e2eLatency, memory];
+const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, sinkWebhook, e2eLatency, gitops, memory];
 const RESULTS = process.env.BENCH_RESULTS_DIR || fileURLToPath(new URL('./results/', import.meta.url));
 const SERVICES_UP = fileURLToPath(new URL('../test/services/up', import.meta.url));
 

@@ -20,7 +20,7 @@ import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
 import { createKubeApplier, loadKubeConfig } from '../gitops/apply/applier.ts';
-import { parseManifests } from '../gitops/controller/sync.ts';
+import { parseManifests } from '../gitops/apply/manifests.ts';
 import { objectId } from '../gitops/apply/inventory.ts';
 import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';

@@ -27,6 +27,20 @@ export const ImagePolicy = z.strictObject({
   files: z.array(z.string().min(1)).optional(),
   /** Field patterns (`spec.template.spec.containers.*.image`, `**`) that may change; all marked ones when absent. */
   fields: z.array(z.string().min(1)).optional(),
+  /**
+   * When the rollout of a commit of this policy fails (the health wait times out, or a
+   * Deployment reports ProgressDeadlineExceeded): `revert` commits a revert of that commit
+   * to the manifests repository, so the next sync rolls the workloads back to the image
+   * before; `none` marks the deploy failed and leaves git alone. Commit mode only (a pull
+   * request's merge is not a deploy of ours to revert).
+   *
+   * The default is `none`: a revert is a write to the team's repository that no person
+   * asked for, and a rollout can fail for reasons that are the cluster's, not the image's
+   * (quota, no room on the nodes, a registry that is slow to pull from); reverting then
+   * hides the real problem and races the team's own fix. Flux and Argo CD never revert by
+   * themselves, so whoever turns this on chooses it knowingly.
+   */
+  onFailure: z.enum(['none', 'revert']).default('none'),
 });
 export type ImagePolicy = z.infer<typeof ImagePolicy>;
 

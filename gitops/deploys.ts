@@ -4,8 +4,9 @@ import type { Store } from '../core/store/types.ts';
 
 /**
  * Every deploy request and what became of it: received → committed (sha) or pr-opened →
- * synced → rolled-out, or failed / skipped (with the reason). In Postgres when there is a
- * database; in memory otherwise (the single-process default).
+ * synced → rolled-out, or failed / skipped (with the reason); a failed rollout may go on to
+ * reverting (revertSha) → reverted. In Postgres when there is a database; in memory
+ * otherwise (the single-process default).
  */
 export interface Deploy {
   id: number;
@@ -19,6 +20,8 @@ export interface Deploy {
   sha: string | null;
   branch: string | null;
   prUrl: string | null;
+  /** The commit that reverted this deploy's commit after its rollout failed. */
+  revertSha: string | null;
   error: string | null;
   createdAt: string;
   updatedAt: string;
@@ -28,7 +31,7 @@ export interface Deploy {
 export interface DeployLog {
   /** Records a request; a delivery seen before (same provider, delivery id and policy) is a duplicate. */
   record(input: { provider: string; deliveryId: string | undefined; policy: string; push: ImagePush }): Promise<{ deploy: Deploy; duplicate: boolean }>;
-  transition(id: number, state: DeployState, fields?: { sha?: string; branch?: string; prUrl?: string; error?: string; detail?: string }): Promise<void>;
+  transition(id: number, state: DeployState, fields?: { sha?: string; branch?: string; prUrl?: string; revertSha?: string; error?: string; detail?: string }): Promise<void>;
   get(id: number): Promise<Deploy | undefined>;
   list(opts?: { limit?: number; policy?: string }): Promise<Deploy[]>;
 }
@@ -55,6 +58,7 @@ const MIGRATIONS = [
     );
     create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
   },
+  { id: '0401_deploys_revert', sql: 'alter table deploys add column if not exists revert_sha text' },
 ];
 
 type Row = Record<string, unknown> & { id: string; history: Deploy['history']; created_at: Date; updated_at: Date };
@@ -72,6 +76,7 @@ function fromRow(r: Row): Deploy {
     sha: (r.sha as string | null) ?? null,
     branch: (r.branch as string | null) ?? null,
     prUrl: (r.pr_url as string | null) ?? null,
+    revertSha: (r.revert_sha as string | null) ?? null,
     error: (r.error as string | null) ?? null,
     createdAt: new Date(r.created_at).toISOString(),
     updatedAt: new Date(r.updated_at).toISOString(),
@@ -100,8 +105,8 @@ export async function createPgDeployLog(store: Store): Promise<DeployLog> {
       const entry = JSON.stringify([{ state, at: new Date().toISOString(), ...(f.detail ? { detail: f.detail } : {}) }]);
       await store.query(
         `update deploys set state = $2, sha = coalesce($3, sha), branch = coalesce($4, branch), pr_url = coalesce($5, pr_url),
-           error = $6, updated_at = now(), history = history || $7::jsonb where id = $1`,
-        [id, state, f.sha ?? null, f.branch ?? null, f.prUrl ?? null, f.error ?? null, entry],
+           revert_sha = coalesce($8, revert_sha), error = $6, updated_at = now(), history = history || $7::jsonb where id = $1`,
+        [id, state, f.sha ?? null, f.branch ?? null, f.prUrl ?? null, f.error ?? null, entry, f.revertSha ?? null],
       );
     },
     async get(id) {
@@ -138,6 +143,7 @@ export function createMemoryDeployLog(): DeployLog {
         sha: null,
         branch: null,
         prUrl: null,
+        revertSha: null,
         error: null,
         createdAt: at,
         updatedAt: at,
@@ -150,7 +156,7 @@ export function createMemoryDeployLog(): DeployLog {
       const d = deploys[id - 1];
       if (!d) return;
       const at = new Date().toISOString();
-      Object.assign(d, { state, updatedAt: at, error: f.error ?? null }, f.sha ? { sha: f.sha } : {}, f.branch ? { branch: f.branch } : {}, f.prUrl ? { prUrl: f.prUrl } : {});
+      Object.assign(d, { state, updatedAt: at, error: f.error ?? null }, f.sha ? { sha: f.sha } : {}, f.branch ? { branch: f.branch } : {}, f.prUrl ? { prUrl: f.prUrl } : {}, f.revertSha ? { revertSha: f.revertSha } : {});
       d.history.push({ state, at, ...(f.detail ? { detail: f.detail } : {}) });
     },
     async get(id) {

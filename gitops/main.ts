@@ -5,6 +5,7 @@ import type { Component, ComponentContext } from '../core/component.ts';
 import { ConfigError, InputError, OrreryError } from '../core/errors.ts';
 import { createKubeApplier, loadKubeConfig } from './apply/applier.ts';
 import { createDeployer } from './controller/deployer.ts';
+import { createReverter } from './controller/reverter.ts';
 import { createMemorySyncStatusStore, createPgSyncStatusStore, createSync } from './controller/sync.ts';
 import { createMemoryDeployLog, createPgDeployLog, type DeployLog } from './deploys.ts';
 import { policiesFor } from './policy.ts';
@@ -66,7 +67,12 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   });
   const kc = loadKubeConfig(cfg.sync.kubeconfig);
   const statusStore = ctx.adapters.store ? await createPgSyncStatusStore(ctx.adapters.store, cfg.repo.path) : createMemorySyncStatusStore();
+  const policies = new Map(cfg.policies.map((p) => [p.name, p]));
+  // Late-bound: the reverter triggers the sync, and the sync calls the reverter.
+  let triggerSync = (_reason: string) => {};
+  const reverter = createReverter({ repo, deploys, policy: (name) => policies.get(name), logger: log, onCommitted: () => triggerSync('revert') });
   const sync = createSync({
+    onRolloutFailed: (deploy, failure) => reverter.rolloutFailed(deploy, failure),
     repo,
     applier: kc ? createKubeApplier(kc) : undefined,
     statusStore,
@@ -76,6 +82,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     healthTimeoutMs: cfg.sync.healthTimeoutMs,
     onEvent: (e) => log.info({ event: e.type }, `sync: ${e.message}`),
   });
+  triggerSync = (reason) => sync.trigger(reason);
   log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set KUBECONFIG)');
   sync.trigger('start');
   const deployer = createDeployer({
@@ -145,6 +152,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     idle: () => deployer.idle(),
     async stop() {
       await deployer.stop();
+      reverter.stop();
       await sync.stop();
     },
   };

@@ -38,6 +38,12 @@ function sample(at: number, dest: Record<string, { delivered?: number; failed?: 
 const failureRule: AlertRule = { id: 'failing', kind: 'destination_failure_rate', windowMs: 60_000, threshold: 0.5, minAttempts: 5, forMs: 30_000, severity: 'critical' };
 
 /** Runs the evaluator over a timeline of inputs, as the monitor would, collecting what it sends. */
+/** A deploy of `r/<policy>:1.0.<id>`; one whose rollout did not become healthy says so, and a reverted one names its revert. */
+function deploy(id: number, policy: string, state: string): DeployFact {
+  const unhealthy = ['failed', 'reverting', 'reverted'].includes(state);
+  return { id, policy, state, repository: `r/${policy}`, tag: `1.0.${id}`, error: unhealthy ? 'rollout timed out' : null, revertSha: state.startsWith('revert') ? 'b'.repeat(40) : null, updatedAt: '' };
+}
+
 function run(rules: AlertRule[], inputs: AlertInput[]) {
   let state: AlertState = EMPTY_ALERT_STATE;
   const sent: Array<{ at: number; status: string; key: string; text: string }> = [];
@@ -97,9 +103,57 @@ describe('alert conditions', () => {
 
   it('a failed rollout: the newest deploy of a policy decides', () => {
     const rule: AlertRule = { id: 'rollout', kind: 'rollout_failed', forMs: 0 };
-    const d = (id: number, policy: string, state: string): DeployFact => ({ id, policy, state, repository: `r/${policy}`, tag: `1.0.${id}`, error: state === 'failed' ? 'rollout timed out' : null, updatedAt: '' });
-    const conditions = conditionsOf([rule], { now: s(0), samples: [], deploys: [d(3, 'web', 'failed'), d(1, 'api', 'failed'), d(2, 'api', 'rolled-out'), d(4, 'db', 'committed')] });
-    expect(conditions).toEqual([expect.objectContaining({ key: 'rollout:web', labels: { policy: 'web', deploy: '3' }, summary: 'deploy #3 of r/web:1.0.3 (policy web) failed: rollout timed out' })]);
+    const conditions = conditionsOf([rule], { now: s(0), samples: [], deploys: [deploy(3, 'web', 'failed'), deploy(1, 'api', 'failed'), deploy(2, 'api', 'rolled-out'), deploy(4, 'db', 'committed')] });
+    expect(conditions).toEqual([expect.objectContaining({ key: 'rollout:web', labels: { policy: 'web', deploy: '3', state: 'failed' }, summary: 'deploy #3 of r/web:1.0.3 (policy web) failed: rollout timed out' })]);
+  });
+
+  it('a reverted rollout is still a failed one, and says so; a revert that did not roll out either says why', () => {
+    const rule: AlertRule = { id: 'rollout', kind: 'rollout_failed', forMs: 0 };
+    const summaries = conditionsOf([rule], {
+      now: s(0),
+      samples: [],
+      deploys: [deploy(1, 'web', 'reverting'), deploy(2, 'api', 'reverted'), { ...deploy(3, 'db', 'failed'), error: `the revert ${'c'.repeat(12)} did not roll out either: db not ready`, revertSha: 'c'.repeat(40) }],
+    }).map((c) => [c.labels.state, c.summary]);
+    expect(summaries).toEqual([
+      ['reverting', `deploy #1 of r/web:1.0.1 (policy web) failed: rollout timed out; being reverted (revert ${'b'.repeat(12)} committed, rolling out)`],
+      ['reverted', `deploy #2 of r/api:1.0.2 (policy api) failed: rollout timed out; reverted (revert ${'b'.repeat(12)} rolled out healthy)`],
+      ['failed', `deploy #3 of r/db:1.0.3 (policy db) failed: the revert ${'c'.repeat(12)} did not roll out either: db not ready`],
+    ]);
+  });
+
+  it('a failed rollout holds until a later deploy of the policy rolls out: one on its way, or skipped, does not resolve it', () => {
+    const rule: AlertRule = { id: 'rollout', kind: 'rollout_failed', forMs: 0 };
+    const keys = (deploys: DeployFact[]) => conditionsOf([rule], { now: s(0), samples: [], deploys }).map((c) => `${c.key}#${c.labels.deploy}`);
+    const reverted = deploy(1, 'web', 'reverted');
+    for (const state of ['received', 'committed', 'pr-opened', 'synced', 'skipped']) expect(keys([reverted, deploy(2, 'web', state)]), state).toEqual(['rollout:web#1']);
+    expect(keys([reverted, deploy(2, 'web', 'failed')])).toEqual(['rollout:web#2']);
+    expect(keys([reverted, deploy(2, 'web', 'rolled-out'), deploy(3, 'web', 'received')])).toEqual([]);
+    // Another policy's good deploy is no answer to this one's failure.
+    expect(keys([reverted, deploy(2, 'api', 'rolled-out')])).toEqual(['rollout:web#1']);
+  });
+});
+
+describe('alert state: a reverted rollout', () => {
+  it('fires once while the revert rolls out, keeps firing once reverted, and resolves when a later deploy rolls out', () => {
+    const rules = defaultRules({ windowMs: 300_000, forMs: 60_000, failureRate: 0.5, minAttempts: 5, consumerLag: 10_000 });
+    const at = (t: number, deploys: DeployFact[]): AlertInput => ({ now: s(t), samples: [sample(s(t), {}, { lag: 0, spool: 0 })], deploys });
+    const { state, sent } = run(rules, [
+      at(0, [deploy(1, 'web', 'rolled-out'), deploy(2, 'web', 'synced')]),
+      at(15, [deploy(1, 'web', 'rolled-out'), deploy(2, 'web', 'reverting')]),
+      at(30, [deploy(1, 'web', 'rolled-out'), deploy(2, 'web', 'reverted')]),
+      at(45, [deploy(1, 'web', 'rolled-out'), deploy(2, 'web', 'reverted'), deploy(3, 'web', 'committed')]),
+    ]);
+    expect(sent).toEqual([
+      { at: s(15), status: 'firing', key: 'rollout-failed:web', text: `[FIRING] critical: deploy #2 of r/web:1.0.2 (policy web) failed: rollout timed out; being reverted (revert ${'b'.repeat(12)} committed, rolling out)` },
+    ]);
+    // The alert list shows what became of it.
+    expect(state.alerts['rollout-failed:web']).toMatchObject({ state: 'firing', labels: { state: 'reverted' }, summary: expect.stringMatching(/; reverted \(revert b{12} rolled out healthy\)$/) });
+
+    const after = run(rules, [at(0, [deploy(2, 'web', 'reverted')]), at(15, [deploy(2, 'web', 'reverted'), deploy(3, 'web', 'rolled-out')])]).sent;
+    expect(after.map((n) => [n.status, n.text])).toEqual([
+      ['firing', expect.stringContaining('deploy #2')],
+      ['resolved', expect.stringMatching(/^\[RESOLVED\] rollout-failed: was "deploy #2 .*; reverted \(revert b{12} rolled out healthy\)"$/)],
+    ]);
   });
 });
 

@@ -34,6 +34,8 @@ export interface DeployFact {
   tag: string;
   state: string;
   error: string | null;
+  /** The commit that reverted the deploy's commit (states reverting, reverted). */
+  revertSha?: string | null;
   updatedAt: string;
 }
 
@@ -61,7 +63,7 @@ export type AlertRule =
   | (RuleBase & { kind: 'dead_letter_growth'; windowMs: number; threshold: number })
   /** Raw-topic messages the router has not routed, above `threshold`. */
   | (RuleBase & { kind: 'consumer_lag'; threshold: number })
-  /** The newest deploy of an image policy is in state `failed`. */
+  /** The newest settled deploy of an image policy did not roll out (failed, or reverted). */
   | (RuleBase & { kind: 'rollout_failed' })
   /** Ingest is writing to its disk spool (Kafka is away or slow). */
   | (RuleBase & { kind: 'ingest_spool' });
@@ -183,6 +185,16 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** Deploy states that say how a rollout ended; the others are on the way, or skipped. */
+const ROLLOUT_VERDICTS = new Set(['rolled-out', 'failed', 'reverting', 'reverted']);
+
+function revertNote(d: DeployFact): string {
+  const sha = d.revertSha ? ` ${d.revertSha.slice(0, 12)}` : '';
+  if (d.state === 'reverting') return `; being reverted (revert${sha} committed, rolling out)`;
+  if (d.state === 'reverted') return `; reverted (revert${sha} rolled out healthy)`;
+  return '';
+}
+
 /**
  * Which conditions hold now. Pure.
  *
@@ -243,17 +255,22 @@ export function conditionsOf(rules: readonly AlertRule[], input: AlertInput): Co
         break;
       }
       case 'rollout_failed': {
-        // The newest deploy of each policy decides: a later good deploy resolves the alert.
+        // The newest settled deploy of each policy decides: only a later deploy that rolls
+        // out resolves the alert. One still on its way (or skipped) has not undone the failure,
+        // and a reverted deploy is still a rollout that failed, even though the workloads are
+        // healthy again on the previous image.
         const newest = new Map<string, DeployFact>();
-        for (const d of input.deploys) if ((newest.get(d.policy)?.id ?? -1) < d.id) newest.set(d.policy, d);
+        for (const d of input.deploys) {
+          if (ROLLOUT_VERDICTS.has(d.state) && (newest.get(d.policy)?.id ?? -1) < d.id) newest.set(d.policy, d);
+        }
         for (const [policy, d] of newest) {
-          if (d.state !== 'failed') continue;
+          if (d.state === 'rolled-out') continue;
           out.push({
             ...base,
             key: `${rule.id}:${policy}`,
-            labels: { policy, deploy: String(d.id) },
+            labels: { policy, deploy: String(d.id), state: d.state },
             value: d.id,
-            summary: `deploy #${d.id} of ${d.repository}:${d.tag} (policy ${policy}) failed${d.error ? `: ${d.error}` : ''}`,
+            summary: `deploy #${d.id} of ${d.repository}:${d.tag} (policy ${policy}) failed${d.error ? `: ${d.error}` : ''}${revertNote(d)}`,
           });
         }
         break;

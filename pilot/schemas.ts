@@ -123,11 +123,14 @@ export const DeployView = z
     repository: z.string(),
     tag: z.string(),
     digest: z.string().nullable(),
-    state: z.string().describe('received, committed, pr-opened, synced, rolled-out, failed or skipped'),
+    state: z
+      .string()
+      .describe('received, committed, pr-opened, synced, rolled-out, failed or skipped; a failed rollout whose policy says onFailure: revert goes on to reverting, then reverted (or back to failed when the revert does not roll out either)'),
     sha: z.string().nullable(),
     branch: z.string().nullable(),
     prUrl: z.string().nullable(),
-    error: z.string().nullable(),
+    revertSha: z.string().nullable().describe('the commit that reverted this deploy after its rollout failed'),
+    error: z.string().nullable().describe('why it failed; kept once reverted'),
     createdAt: z.string(),
     updatedAt: z.string(),
     history: z.array(z.object({ state: z.string(), at: z.string(), detail: z.string().optional() })).describe('the timeline'),

@@ -100,7 +100,12 @@ function fmt(n: number): string {
 }
 
 export function fmtSummary(s: Summary): string {
-  return s.values.length > 1 ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
+  return s.values.length > 1 && s.min !== s.max ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : fmt(s.median);
+}
+
+/** Two decimals; two significant digits below 0.1 (gitops' ratios to a polling interval are that small). */
+export function fmtRatio(r: number): string {
+  return Math.abs(r) >= 0.1 || r === 0 ? r.toFixed(2) : r.toPrecision(2);
 }
 
 export function fmtTarget(t: Target | undefined): string {
@@ -119,7 +124,7 @@ export function table(reports: ScenarioReport[]): string {
         `${m.metric} [${m.unit}]`,
         fmtSummary(m.orrery),
         m.baseline ? `${m.baseline.name}: ${fmtSummary(m.baseline.summary)}` : '—',
-        m.ratio === undefined ? '—' : `${m.ratio.toFixed(2)}×${m.runRatios && m.runRatios.values.length > 1 ? ` (${m.runRatios.min.toFixed(2)}–${m.runRatios.max.toFixed(2)})` : ''}`,
+        m.ratio === undefined ? '—' : `${fmtRatio(m.ratio)}×${m.runRatios && m.runRatios.values.length > 1 ? ` (${fmtRatio(m.runRatios.min)}–${fmtRatio(m.runRatios.max)})` : ''}`,
         fmtTarget(m.target),
         m.met === undefined ? (m.target ? '?' : '—') : m.met ? 'yes' : 'NO',
       ]);

@@ -32,5 +32,11 @@ export interface ReceiverRequest {
   now: number;
 }
 
-export const DEPLOY_STATES = ['received', 'committed', 'pr-opened', 'synced', 'rolled-out', 'failed', 'skipped'] as const;
+/**
+ * received → committed (or pr-opened) → synced → rolled-out; or failed, or skipped. A failed
+ * rollout whose policy says `onFailure: revert` goes on: failed → reverting (the revert is
+ * committed) → reverted (the revert rolled out healthy), or back to failed when the revert
+ * itself does not roll out (the sync then stalls).
+ */
+export const DEPLOY_STATES = ['received', 'committed', 'pr-opened', 'synced', 'rolled-out', 'failed', 'skipped', 'reverting', 'reverted'] as const;
 export type DeployState = (typeof DEPLOY_STATES)[number];

@@ -1,4 +1,4 @@
-import { KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
 import { OrreryError } from '../../core/errors.ts';
 import { deploymentHealth, statefulSetHealth, type Health } from './health.ts';
 import { objectId, parseObjectId, type ObjectRef } from './inventory.ts';
@@ -10,6 +10,14 @@ export interface Applier {
   /** Deletes by inventory id; absent objects count as deleted. */
   remove(id: string, apiVersionOf: (group: string, kind: string) => string): Promise<void>;
   health(obj: ObjectRef): Promise<Health | undefined>;
+  /**
+   * Kubernetes' "forced rollback" of a StatefulSet (the StatefulSet docs): with the
+   * default OrderedReady policy, the controller waits forever for a pod of the bad revision
+   * to become Ready, even after the template is reverted. This deletes the pods that are
+   * not Ready and not at the update revision, so the controller recreates them from the
+   * reverted template. Other kinds: nothing to do. Returns the pods deleted.
+   */
+  forceRollback(obj: ObjectRef): Promise<string[]>;
 }
 
 /** Kubernetes API errors: 5xx, 429, conflicts on SSA races and network errors retry; 4xx do not. */
@@ -22,11 +30,18 @@ function wrap(err: unknown, what: string): OrreryError {
   return new OrreryError(code === undefined ? 'KUBE_UNREACHABLE' : `KUBE_${code}`, `${what}: ${message}`, { retriable, cause: err });
 }
 
+interface StatefulSetLive {
+  metadata: { generation?: number };
+  spec: { selector: { matchLabels?: Record<string, string> }; updateStrategy?: { type?: string } };
+  status?: { observedGeneration?: number; updateRevision?: string };
+}
+
 /**
  * @example const applier = createKubeApplier(KubeConfig from KUBECONFIG);
  */
 export function createKubeApplier(kc: KubeConfig): Applier {
   const api = KubernetesObjectApi.makeApiClient(kc);
+  const core = kc.makeApiClient(CoreV1Api);
   return {
     async apply(obj, opts) {
       try {
@@ -54,6 +69,31 @@ export function createKubeApplier(kc: KubeConfig): Applier {
         throw wrap(err, `read ${objectId(obj)}`);
       }
       return obj.kind === 'Deployment' ? deploymentHealth(live as never) : statefulSetHealth(live as never);
+    },
+    async forceRollback(obj) {
+      if (obj.kind !== 'StatefulSet') return [];
+      const namespace = obj.metadata.namespace ?? 'default';
+      const deleted: string[] = [];
+      try {
+        const live = (await api.read({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace } } as never)) as unknown as StatefulSetLive;
+        // Until the controller has seen the reverted template, updateRevision is still the bad one.
+        if ((live.status?.observedGeneration ?? 0) < (live.metadata.generation ?? 0) || !live.status?.updateRevision) return [];
+        if (live.spec.updateStrategy?.type === 'OnDelete') return [];
+        const labelSelector = Object.entries(live.spec.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+        const pods = await core.listNamespacedPod({ namespace, labelSelector });
+        for (const pod of pods.items) {
+          const owned = pod.metadata?.ownerReferences?.some((o) => o.kind === 'StatefulSet' && o.name === obj.metadata.name);
+          const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+          const stale = pod.metadata?.labels?.['controller-revision-hash'] !== live.status.updateRevision;
+          if (!owned || ready || !stale || pod.metadata?.deletionTimestamp) continue;
+          await core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace });
+          deleted.push(pod.metadata!.name!);
+        }
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return deleted;
+        throw wrap(err, `force rollback of ${objectId(obj)}`);
+      }
+      return deleted;
     },
   };
 }

@@ -141,7 +141,7 @@ export function createDeployer(opts: {
 }
 
 /** Network and HTTP failures from isomorphic-git are worth another try. */
-function isTransientGit(err: unknown): boolean {
+export function isTransientGit(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   if (code === 'HttpError') return ((err as { data?: { statusCode?: number } }).data?.statusCode ?? 500) >= 500;
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT';

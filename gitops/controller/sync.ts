@@ -1,4 +1,3 @@
-import { parseAllDocuments } from 'yaml';
 import { isRetriable } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { abortableSleep, backoffDelay, DEFAULT_BACKOFF } from '../../core/retry.ts';
@@ -6,9 +5,11 @@ import type { Store } from '../../core/store/types.ts';
 import { migrate } from '../../core/store/migrate.ts';
 import type { Applier } from '../apply/applier.ts';
 import type { Health } from '../apply/health.ts';
-import { applyStage, objectId, toPrune, type ObjectRef } from '../apply/inventory.ts';
-import type { DeployLog } from '../deploys.ts';
+import { objectId, toPrune } from '../apply/inventory.ts';
+import { changedObjects, parseManifests } from '../apply/manifests.ts';
+import type { Deploy, DeployLog } from '../deploys.ts';
 import type { ManifestRepo } from '../source/git.ts';
+import type { RolloutFailure } from './reverter.ts';
 
 export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled';
 
@@ -51,26 +52,6 @@ export async function createPgSyncStatusStore(store: Store, name: string): Promi
   };
 }
 
-/** Parses the manifests into objects, in apply order; a document that is not an object is a config error. */
-export function parseManifests(files: Map<string, string>): Array<ObjectRef & Record<string, unknown>> {
-  const objects: Array<ObjectRef & Record<string, unknown>> = [];
-  for (const [file, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
-    for (const doc of parseAllDocuments(text) as unknown as Array<{ errors: Array<{ message: string }>; toJS(): unknown }>) {
-      if (doc.errors.length > 0) throw Object.assign(new Error(`${file}: ${doc.errors[0]!.message}`), { retriable: false });
-      const o = doc.toJS() as (ObjectRef & Record<string, unknown>) | null;
-      if (o === null || o === undefined) continue;
-      // A YAML document that is not a Kubernetes object at all (a values file kept beside
-      // the manifests) is not ours to apply; one that claims a kind must be complete.
-      if (typeof o === 'object' && !('apiVersion' in o) && !('kind' in o)) continue;
-      if (typeof o !== 'object' || !o.apiVersion || !o.kind || !o.metadata?.name) {
-        throw Object.assign(new Error(`${file}: every document needs apiVersion, kind and metadata.name`), { retriable: false });
-      }
-      objects.push(o);
-    }
-  }
-  return objects.sort((a, b) => applyStage(a.kind) - applyStage(b.kind));
-}
-
 export interface Sync {
   /** Asks for a run soon (a git push, a commit of ours, the interval); runs coalesce. */
   trigger(reason: string): void;
@@ -86,7 +67,11 @@ export interface Sync {
  * left git by the stored inventory, wait for rollouts by kubectl's rules, and write the
  * status back with conditions (Ready, Reconciling, Stalled). Invalid manifests stall
  * without a retry; transient errors retry with backoff. Deploys whose commit the applied
- * revision contains move to `synced`, then `rolled-out` or `failed`.
+ * revision contains move to `synced`, then `rolled-out` or `failed`; a failed one is handed to
+ * `onRolloutFailed` (the reverter, by policy), and a deploy whose revert the revision
+ * contains moves to `reverted` once the workloads its commit changed are healthy again. A
+ * revert that does not roll out either stalls the sync (Stalled, RevertFailed) until the
+ * branch moves.
  *
  * Without a cluster (`applier` undefined) it runs in plan mode: it diffs against the last
  * inventory and records the plan, so the single-process default shows what it would do.
@@ -103,12 +88,16 @@ export function createSync(opts: {
   healthTimeoutMs?: number;
   pollMs?: number;
   onEvent?: (e: { type: string; message: string }) => void;
+  /** Called for each deploy this sync marked failed, newest first (the reverter, by policy). */
+  onRolloutFailed?: (deploy: Deploy, failure: RolloutFailure) => Promise<void>;
 }): Sync {
   const log = opts.logger.child({ component: 'gitops-sync' });
   const stopping = new AbortController();
   let running: Promise<SyncStatus> | undefined;
   let again = false;
   let lastReady: string | undefined;
+
+  const describe = (pending: Array<{ id: string; health: Health }>) => pending.map((p) => `${p.id}: ${'reason' in p.health ? p.health.reason : ''}`).join('; ');
 
   function condition(type: ConditionType, status: 'True' | 'False', reason: string, message: string) {
     return { type, status, reason, message, at: new Date().toISOString() };
@@ -135,6 +124,13 @@ export function createSync(opts: {
       updatedAt: new Date().toISOString(),
     };
     const { revision, files } = await opts.repo.snapshot();
+    // A revert that did not roll out either stalls the sync at that revision: re-applying it
+    // would only repeat the wait, and reverting again would loop. A new commit (a fix, or a
+    // person's own revert) is what moves it on.
+    if (previous?.revision === revision && previous.conditions.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'RevertFailed')) {
+      log.debug({ revision }, 'stalled after a failed revert: waiting for a new commit');
+      return previous;
+    }
     let objects;
     try {
       objects = parseManifests(files);
@@ -144,9 +140,13 @@ export function createSync(opts: {
     const ids = objects.map(objectId);
     const prune = toPrune(base.inventory, ids);
     const plan = { apply: ids, prune };
-    const committed = (await opts.deploys.list({ limit: 200 })).filter((d) => d.state === 'committed' && d.sha);
+    const recent = await opts.deploys.list({ limit: 200 });
     const included = [];
-    for (const d of committed) if (await opts.repo.contains(revision, d.sha!)) included.push(d);
+    // `synced` too: a run stopped while waiting (a shutdown) leaves them there for the next.
+    for (const d of recent) if ((d.state === 'committed' || d.state === 'synced') && d.sha && (await opts.repo.contains(revision, d.sha))) included.push(d);
+    // Deploys whose revert this revision contains: their rollout back is what we wait for.
+    const reverting = [];
+    for (const d of recent) if (d.state === 'reverting' && d.revertSha && (await opts.repo.contains(revision, d.revertSha))) reverting.push(d);
 
     if (!opts.applier) {
       log.info({ revision, apply: ids.length, prune: prune.length }, 'plan (no cluster configured)');
@@ -154,7 +154,7 @@ export function createSync(opts: {
     }
 
     for (const o of objects) await opts.applier.apply(o, { force: true });
-    for (const d of included) await opts.deploys.transition(d.id, 'synced', { detail: `applied at ${revision.slice(0, 12)}` });
+    for (const d of included) if (d.state === 'committed') await opts.deploys.transition(d.id, 'synced', { detail: `applied at ${revision.slice(0, 12)}` });
     const apiVersions = new Map(objects.map((o) => [`${o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : ''}/${o.kind}`, o.apiVersion]));
     const survivors: string[] = [];
     for (const id of prune) {
@@ -171,21 +171,59 @@ export function createSync(opts: {
 
     const deadline = Date.now() + (opts.healthTimeoutMs ?? 5 * 60_000);
     const workloads = objects.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
+    // The workloads each revert in this revision rolls back (what its reverted commit changed).
+    const rollingBack = new Map<number, Set<string>>();
+    for (const d of reverting) rollingBack.set(d.id, changedObjects((await opts.repo.changes(d.sha!)).files));
+    const revertedIds = new Set([...rollingBack.values()].flatMap((ids) => [...ids]));
     let pending: Array<{ id: string; health: Health }> = [];
     for (;;) {
       pending = [];
       for (const w of workloads) {
         const health = await opts.applier.health(w);
-        if (health && health.status !== 'healthy') pending.push({ id: objectId(w), health });
+        if (!health || health.status === 'healthy') continue;
+        pending.push({ id: objectId(w), health });
+        // Only a revert deletes pods: the StatefulSet controller would wait for a pod of the
+        // bad revision forever. A forward rollout never does this.
+        if (revertedIds.has(objectId(w))) {
+          const deleted = await opts.applier.forceRollback(w);
+          if (deleted.length > 0) log.info({ workload: objectId(w), pods: deleted }, 'forced rollback: deleted pods stuck at the reverted revision');
+        }
       }
       const failed = pending.find((p) => p.health.status === 'failed');
       if (failed || pending.length === 0 || Date.now() > deadline || stopping.signal.aborted) break;
       await abortableSleep(opts.pollMs ?? 1_000, stopping.signal);
     }
+    if (stopping.signal.aborted && pending.length > 0) {
+      // Stopped mid-wait: no verdict, and certainly no revert; the next run waits again.
+      return finish({ ...base, revision, plan, inventory, conditions: [condition('Reconciling', 'True', 'Interrupted', `stopped while waiting for rollouts at ${revision.slice(0, 12)}`)] });
+    }
+    // A revert is judged by the workloads the reverted commit changed: a workload broken by
+    // something else must not make a good rollback look failed (and stall the sync).
+    const revertFailures: string[] = [];
+    for (const d of reverting) {
+      const still = pending.filter((p) => rollingBack.get(d.id)!.has(p.id));
+      if (still.length === 0) {
+        await opts.deploys.transition(d.id, 'reverted', { ...(d.error ? { error: d.error } : {}), detail: `rolled back, healthy at ${revision.slice(0, 12)}` });
+        continue;
+      }
+      const message = describe(still);
+      revertFailures.push(`deploy #${d.id}: ${message}`);
+      await opts.deploys.transition(d.id, 'failed', { error: `the revert ${d.revertSha!.slice(0, 12)} did not roll out either: ${message}`, detail: 'sync stalled: needs a person' });
+    }
+    if (revertFailures.length > 0) {
+      for (const d of included) await opts.deploys.transition(d.id, 'failed', { error: `rollout did not become healthy: ${describe(pending)}` });
+      const message = `a revert did not roll out: ${revertFailures.join('; ')}`;
+      log.error({ revision, message }, 'stalled: a revert did not roll out either; not reverting again');
+      return finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'False', 'RevertFailed', message), condition('Stalled', 'True', 'RevertFailed', message)] });
+    }
     if (pending.length > 0) {
-      const message = pending.map((p) => `${p.id}: ${'reason' in p.health ? p.health.reason : ''}`).join('; ');
-      for (const d of included) await opts.deploys.transition(d.id, 'failed', { error: `rollout did not become healthy: ${message}` });
-      return finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'False', 'HealthCheckFailed', message)] });
+      const message = describe(pending);
+      const error = `rollout did not become healthy: ${message}`;
+      for (const d of included) await opts.deploys.transition(d.id, 'failed', { error });
+      const status = await finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'False', 'HealthCheckFailed', message)] });
+      // Newest first: each revert then lands on a tip that still holds the later commits.
+      for (const d of [...included].sort((a, b) => b.id - a.id)) await opts.onRolloutFailed?.(d, { reason: error, unhealthy: pending.map((p) => p.id) });
+      return status;
     }
     for (const d of included) await opts.deploys.transition(d.id, 'rolled-out', { detail: `healthy at ${revision.slice(0, 12)}` });
     return finish({ ...base, revision, plan, inventory, conditions: [condition('Ready', 'True', 'ReconciliationSucceeded', `applied revision ${revision.slice(0, 12)}`)] });

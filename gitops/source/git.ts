@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, matchesGlob, normalize, relative, resolve, sep } from 'node:path';
 import git from 'isomorphic-git';
 import http from 'isomorphic-git/http/node';
@@ -16,6 +16,10 @@ export interface RepoFiles {
   yamlFiles(): Promise<string[]>;
   read(file: string): Promise<string>;
   write(file: string, text: string): Promise<void>;
+  /** Deletes a file; listing it among the changed files stages the deletion. */
+  remove(file: string): Promise<void>;
+  /** Whether the file exists. */
+  exists(file: string): Promise<boolean>;
 }
 
 export interface ChangeRequest {
@@ -40,6 +44,16 @@ export interface ManifestRepo {
   snapshot(): Promise<{ revision: string; files: Map<string, string> }>;
   /** Whether `commit` is `revision` or one of its ancestors. */
   contains(revision: string, commit: string): Promise<boolean>;
+  /** What one commit did against its first parent: its message and each file it added, changed or deleted, with both contents. */
+  changes(commit: string): Promise<CommitChanges>;
+}
+
+export interface CommitChanges {
+  message: string;
+  /** The first parent; undefined for a root commit. */
+  parent: string | undefined;
+  /** Paths relative to the repository root; `before` or `after` is undefined for an added or deleted file. */
+  files: Array<{ file: string; before: string | undefined; after: string | undefined }>;
 }
 
 export interface ManifestRepoOptions {
@@ -145,6 +159,8 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
     },
     read: (file) => readFile(inside(file), 'utf8'),
     write: (file, text) => writeFile(inside(file), text),
+    remove: (file) => rm(inside(file)),
+    exists: (file) => stat(inside(file)).then(() => true, () => false),
   };
 
   async function attemptChange(req: ChangeRequest): Promise<{ sha: string; branch: string } | undefined> {
@@ -159,7 +175,11 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
         if (branch !== opts.branch) await git.checkout({ fs, dir, ref: opts.branch, force: true });
         return undefined;
       }
-      for (const file of changed) await git.add({ fs, dir, filepath: relative(dir, inside(file)).split(sep).join('/') });
+      for (const file of changed) {
+        const filepath = relative(dir, inside(file)).split(sep).join('/');
+        if (await files.exists(file)) await git.add({ fs, dir, filepath });
+        else await git.remove({ fs, dir, filepath });
+      }
       const now = Math.floor(Date.now() / 1000);
       const sha = await git.commit({
         fs,
@@ -206,6 +226,27 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
       });
       queue = run.catch(() => {});
       return run;
+    },
+    async changes(commit) {
+      const { commit: c } = await git.readCommit({ fs, dir, oid: commit });
+      const parent = c.parent[0];
+      const trees = parent ? [git.TREE({ ref: parent }), git.TREE({ ref: commit })] : [git.TREE({ ref: commit })];
+      const text = async (e: { type(): Promise<string>; content(): Promise<Uint8Array | void> } | null | undefined) =>
+        e && (await e.type()) === 'blob' ? Buffer.from((await e.content()) ?? new Uint8Array()).toString('utf8') : undefined;
+      const files = (await git.walk({
+        fs,
+        dir,
+        trees,
+        map: async (file, entries) => {
+          const [a, b] = parent ? entries : [null, entries[0]!];
+          // Same tree oid on both sides: nothing below it changed, so do not descend.
+          if (a && b && (await a.oid()) === (await b.oid())) return null;
+          if (file === '.') return undefined;
+          const [before, after] = [await text(a), await text(b)];
+          return before === undefined && after === undefined ? undefined : { file, before, after };
+        },
+      })) as CommitChanges['files'];
+      return { message: c.message, parent, files: files.filter(Boolean) };
     },
     async contains(revision, commit) {
       if (revision === commit) return true;

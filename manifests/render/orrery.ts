@@ -328,7 +328,8 @@ export const GITOPS_VERBS_WHY =
   'create, patch: server-side apply is a PATCH, and applying an object that does not exist yet is also authorised as create. ' +
   'delete: prune what was removed from git (never namespaces: removing a team is a human decision). ' +
   'No update (apply never PUTs), no Secrets (the manifests only name them), no ClusterRoles (its own RBAC is applied by an admin). ' +
-  "Role rules are also held, since RBAC only lets it create a Role whose permissions it has.";
+  "Role rules are also held, since RBAC only lets it create a Role whose permissions it has. " +
+  'pods list, delete (only with StatefulSets): the forced rollback of a reverted StatefulSet deletes the pods stuck unready at the bad revision, which the StatefulSet controller would otherwise wait for forever.';
 
 /**
  * The GitOps controller's least-privilege ClusterRole, derived from what the manifests
@@ -358,6 +359,7 @@ export function renderGitopsRbac(v: Values, manifests: readonly Manifest[]): Man
     if (deletable.length < resources.length) out.push({ apiGroups: [group], resources: ['namespaces'], verbs: apply.filter((x) => x !== 'delete') });
     return out;
   });
+  if (manifests.some((m) => m.objects.some((o) => o.kind === 'StatefulSet'))) rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['delete', 'list'] });
   const seen = new Set<string>();
   for (const g of grants) {
     const key = JSON.stringify(g);

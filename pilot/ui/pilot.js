@@ -353,7 +353,7 @@
             el('td', {}, d.policy),
             el('td', { className: 'mono' }, `${d.repository}:${d.tag}`),
             el('td', {}, el('span', { className: `state ${d.state}` }, d.state), d.error ? el('div', { className: 'error-text' }, d.error) : ''),
-            el('td', { className: 'mono' }, d.prUrl && /^https?:\/\//.test(d.prUrl) ? el('a', { href: d.prUrl, rel: 'noreferrer noopener', target: '_blank' }, 'pull request') : d.sha ? d.sha.slice(0, 12) : '–'),
+            el('td', { className: 'mono' }, d.prUrl && /^https?:\/\//.test(d.prUrl) ? el('a', { href: d.prUrl, rel: 'noreferrer noopener', target: '_blank' }, 'pull request') : d.sha ? d.sha.slice(0, 12) : '–', d.revertSha ? el('div', { title: 'the revert commit' }, `reverted by ${d.revertSha.slice(0, 12)}`) : ''),
             el(
               'td',
               {},
