@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { HttpMethod, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { parseManifests } from '../../gitops/controller/sync.ts';
+import { parseManifests } from '../../gitops/apply/manifests.ts';
 import type { K8sObject } from '../../manifests/render/k8s.ts';
 import { kubernetesFiles, renderKubernetes } from '../../manifests/render/kubernetes.ts';
 import { parseValues } from '../../manifests/values.ts';
