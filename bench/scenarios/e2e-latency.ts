@@ -38,8 +38,9 @@ interface Measured {
 }
 
 /**
- * End-to-end latency: `orrery start` (ingest + router + sinks in one process) with a
- * webhook destination to a local receiver; a load generator (bench/children/e2e-load.ts)
+ * End-to-end latency: ingest, router and sinks as three `orrery start <component>`
+ * processes, as production runs them (one process is one core: at 1,000 events/s the three
+ * stages together need more than one), with a webhook destination to a local receiver; a load generator (bench/children/e2e-load.ts)
  * posts /v1/track at a fixed rate with its send time in the event's properties, and notes
  * when each 2xx came back; the receiver notes when each messageId arrived. Latency is
  * receipt − 2xx, per event. No baseline: the target is absolute.
@@ -53,7 +54,7 @@ export const scenario: Scenario = {
     const prefix = `bench-${ctx.runId}-e2e`;
     let receiver: Child<{ url: string }> | undefined;
     let loader: Child | undefined;
-    let orrery: RunningOrrery | undefined;
+    const procs: RunningOrrery[] = [];
     const runs: Measured[] = [];
     try {
       receiver = await startChild<{ url: string }>(childScript('receiver'), { record: true });
@@ -61,8 +62,10 @@ export const scenario: Scenario = {
       const topics = topicNames(prefix);
       await kafka.createTopics([topics.raw], s.partitions);
       await kafka.createTopics([topics.dlq, topics.destination('hook')], s.partitions, ROUTER_OUTPUT_TOPIC_CONFIG);
-      orrery = await startOrreryProcess(ctx, { components: [], prefix, groupTag: 'e2e', label: 'all', webhookUrl: rcv.ready.url });
-      loader = await startChild(childScript('e2e-load'), { url: orrery.url });
+      for (const c of ['router', 'sinks', 'ingest']) {
+        procs.push(await startOrreryProcess(ctx, { components: [c], prefix, groupTag: 'e2e', label: c, webhookUrl: rcv.ready.url }));
+      }
+      loader = await startChild(childScript('e2e-load'), { url: procs.at(-1)!.url });
       const ld = loader;
 
       const once = async (tag: string, seconds: number): Promise<Measured> => {
@@ -161,13 +164,13 @@ export const scenario: Scenario = {
           row('stage p99: dest→receipt (sinks)', 'ms', summarize(runs.map((m) => m.stages.destToReceipt.p99))),
           row('rate held', 'events/s', held),
         ],
-        settings: { rate: s.e2eRate, seconds: s.e2eDurationS, runs: s.runs, components: 'ingest+router+sinks in one process', topicPrefix: prefix, partitions: s.partitions },
+        settings: { rate: s.e2eRate, seconds: s.e2eDurationS, runs: s.runs, components: 'ingest, router and sinks: one process each', topicPrefix: prefix, partitions: s.partitions },
         runs: runs.map((m, i) => ({ run: i + 1, ...m })),
         notes,
       };
     } finally {
       await loader?.stop();
-      await orrery?.stop();
+      await Promise.all(procs.map((p) => p.stop()));
       await receiver?.stop();
       await kafka.cleanup(s.keepTopics).catch(() => undefined);
       await kafka.deleteGroups(prefix).catch(() => undefined);
