@@ -44,11 +44,13 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
   let adminToken = cfg.adminToken;
   if (!adminToken) {
     adminToken = randomBytes(24).toString('base64url');
-    // Logged once, on purpose, so a first run works without setup; never logged again.
-    log.info(
-      { generatedAdminToken: adminToken },
-      `PILOT_ADMIN_TOKEN is not set: generated an admin token for this run: ${adminToken} — use it to sign in to the UI and as "Authorization: Bearer <token>" for /api. It is shown this once and changes at every start; set PILOT_ADMIN_TOKEN to choose one.`,
+    // Printed once on stderr, beside the demo banner, so a first run works without setup;
+    // the JSON log holds no secrets, so it only says that a token was generated.
+    process.stderr.write(
+      `orrery: PILOT_ADMIN_TOKEN is not set: generated an admin token for this run: ${adminToken}\n` +
+        `  sign in to the UI with it, and send it as "Authorization: Bearer <token>" to /api; it changes at every start (set PILOT_ADMIN_TOKEN to choose one)\n`,
     );
+    log.info({ adminToken: 'generated' }, 'PILOT_ADMIN_TOKEN is not set: generated an admin token for this run (printed on stderr, not logged)');
   }
 
   const deploys = deps.deploys ?? (ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : undefined);

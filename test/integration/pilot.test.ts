@@ -266,14 +266,14 @@ routes: [{ source: web, destination: hook }]
 });
 
 describe('pilot: the generated admin token', () => {
-  it('is logged once at start when PILOT_ADMIN_TOKEN is not set, and works', async () => {
+  it('is printed once on stderr when PILOT_ADMIN_TOKEN is not set, never logged, and works', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'orrery-pilot-token-'));
     const orrery = await startOrrery(['start', 'pilot'], { ORRERY_DATA_DIR: join(dir, 'data'), KAFKA_BROKERS: '', DATABASE_URL: '', REDIS_URL: '', PILOT_ADMIN_TOKEN: '' });
+    const printed = () => /generated an admin token for this run: (\S+)/.exec(orrery.stderr())?.[1];
     try {
-      const line = await waitFor(() => orrery.logs.find((l) => typeof l.generatedAdminToken === 'string'), { what: 'the token log line' });
-      const token = line.generatedAdminToken as string;
+      const token = await waitFor(printed, { what: 'the token on stderr' });
+      const line = orrery.logs.find((l) => l.adminToken === 'generated');
       expect(line).toMatchObject({ level: 'info', component: 'pilot' });
-      expect(line.msg).toMatch(/PILOT_ADMIN_TOKEN is not set: generated an admin token/);
       const res = await fetch(`${orrery.url}/api/config`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
       // No DATABASE_URL: the control plane is versioned in the embedded store, so it takes changes.
@@ -282,7 +282,8 @@ describe('pilot: the generated admin token', () => {
     } finally {
       await orrery.stop();
     }
-    const token = orrery.logs.find((l) => typeof l.generatedAdminToken === 'string')!.generatedAdminToken as string;
-    expect(orrery.logs.filter((l) => JSON.stringify(l).includes(token))).toHaveLength(1);
+    const token = printed()!;
+    expect(orrery.logs.filter((l) => JSON.stringify(l).includes(token))).toHaveLength(0);
+    expect(orrery.stderr().split(token)).toHaveLength(2);
   });
 });
