@@ -91,6 +91,15 @@ describe('renderCommand', () => {
     expect(t.out.join('')).toContain('kind: StatefulSet');
   });
 
+  it('takes the values file as --values too, the same bytes as the argument; not both', async () => {
+    const a = io();
+    const b = io();
+    expect(await renderCommand([], { values: VALUES }, a.io)).toBe(0);
+    expect(await renderCommand([VALUES], {}, b.io)).toBe(0);
+    expect(a.out.join('')).toBe(b.out.join(''));
+    await expect(renderCommand([VALUES], { values: VALUES }, io().io)).rejects.toThrow(/usage/);
+  });
+
   it('--check exits 1 on a stale render and says how to fix it', async () => {
     const t = io();
     expect(await renderCommand([VALUES], { out: dir, check: true }, t.io)).toBe(1);
@@ -114,6 +123,6 @@ describe('renderCommand', () => {
   });
 
   it('declares its options for the CLI parser', () => {
-    expect(Object.keys(RENDER_OPTIONS).sort()).toEqual(['bootstrap-out', 'check', 'deployment', 'out', 'prune', 'target']);
+    expect(Object.keys(RENDER_OPTIONS).sort()).toEqual(['bootstrap-out', 'check', 'deployment', 'out', 'prune', 'target', 'values']);
   });
 });

@@ -117,6 +117,7 @@ export async function renderToFiles(opts: RenderOptions): Promise<RenderResult> 
 
 /** The options `orrery render` adds to the CLI's parseArgs. */
 export const RENDER_OPTIONS = {
+  values: { type: 'string', short: 'f' },
   out: { type: 'string', short: 'o' },
   'bootstrap-out': { type: 'string' },
   target: { type: 'string' },
@@ -128,9 +129,10 @@ export const RENDER_OPTIONS = {
 /** Help text for `orrery render`. */
 export const RENDER_HELP = {
   summary: 'Render Kubernetes manifests (or a compose file, or Marathon apps) from a values file',
-  usage: 'orrery render <values.yaml> [--out dir] [--bootstrap-out dir] [--target kubernetes|compose|marathon] [--deployment name] [--prune] [--check]',
+  usage: 'orrery render <values.yaml> | --values <values.yaml> [--out dir] [--bootstrap-out dir] [--target kubernetes|compose|marathon] [--deployment name] [--prune] [--check]',
   help: `Renders every Airflow deployment and Orrery's own services from one values file
 (see manifests/README.md). Deterministic: the same values give the same bytes.
+  --values file   the values file (or give it as the argument)
   --out dir       write one file per namespace and component (kubernetes), the compose
                   file and its configs, or marathon.json and orrery.yaml (marathon);
                   without it, print one multi-document YAML (or the compose file, or
@@ -154,10 +156,10 @@ export const RENDER_HELP = {
  */
 export async function renderCommand(
   args: string[],
-  flags: { out?: string | undefined; 'bootstrap-out'?: string | undefined; target?: string | undefined; deployment?: string | undefined; prune?: boolean | undefined; check?: boolean | undefined },
+  flags: { values?: string | undefined; out?: string | undefined; 'bootstrap-out'?: string | undefined; target?: string | undefined; deployment?: string | undefined; prune?: boolean | undefined; check?: boolean | undefined },
   io: { stdout: (s: string) => void; stderr: (s: string) => void } = { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) },
 ): Promise<number> {
-  const [valuesPath, ...extra] = args;
+  const [valuesPath, ...extra] = flags.values !== undefined ? [flags.values, ...args] : args;
   if (!valuesPath || extra.length > 0) throw new ConfigError(`usage: ${RENDER_HELP.usage}`);
   const target = (flags.target ?? 'kubernetes') as RenderTarget;
   if (!TARGETS.includes(target)) throw new ConfigError(`--target: expected ${TARGETS.join(', ')}, got "${target}"`);
