@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import { startOrrery, type OrreryProcess } from '../../test/helpers/process.ts';
 import { DESTINATION_ID, SOURCE_ID, WRITE_KEY } from './events.ts';
 import type { BenchContext } from './context.ts';
@@ -10,6 +11,21 @@ import type { BenchContext } from './context.ts';
  * user runs it; test/helpers/process.ts), on its own topic prefix, consumer groups and
  * spool. With BENCH_PROFILE=1 each child writes a V8 CPU profile on exit (NODE_OPTIONS).
  */
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
+
+/** DATABASE_URL when it points at this machine (the bench loads nothing else). */
+export function localDatabase(url: string | undefined = process.env.DATABASE_URL): string | undefined {
+  if (!url || !URL.canParse(url)) return undefined;
+  return LOOPBACK.test(new URL(url).hostname) ? url : undefined;
+}
+
+/** Drops a schema the bench made (the processes that used it have stopped). */
+export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query(`drop schema if exists "${schema}" cascade`).finally(() => client.end());
+}
 
 export interface OrreryOptions {
   /** Components to start; all of them when empty. */
@@ -61,6 +77,8 @@ routes:
 export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): Promise<RunningOrrery> {
   const dir = join(ctx.tmpDir, `${o.label}-${o.groupTag}`);
   const config = writeConfig(dir, o.webhookUrl ?? 'http://127.0.0.1:9/unused');
+  const databaseUrl = localDatabase();
+  const schema = `bench_${o.prefix}_${o.label}_${o.groupTag}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   const env: Record<string, string> = {
     ORRERY_CONFIG: config,
     LOG_LEVEL: 'warn',
@@ -72,10 +90,13 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     SINKS_GROUP_PREFIX: `${o.prefix}.sink.${o.groupTag}`,
     INGEST_SPOOL_DIR: join(dir, 'spool'),
     ORRERY_DATA_DIR: join(dir, 'data'),
-    // No DATABASE_URL: each process opens the embedded PGlite store in its own data dir
-    // (the control plane, seeded from the file; dead letters, none expected). It is on no
-    // hot path measured here, but its memory counts in the memory scenario.
-    DATABASE_URL: '',
+    // The store is what production runs: the machine's Postgres, a schema per process
+    // (dropped at stop), with the control plane seeded from the config file. Without a
+    // local DATABASE_URL each process opens the embedded PGlite in its data dir instead
+    // (its start-up and memory then count). The store is on no hot path measured here
+    // (dead letters only, none expected).
+    DATABASE_URL: databaseUrl ?? '',
+    DATABASE_SCHEMA: schema,
     ...o.env,
   };
   if (ctx.settings.profile) {
@@ -97,6 +118,7 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
       const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
       await exited;
       clearTimeout(kill);
+      if (databaseUrl) await dropSchema(databaseUrl, schema).catch((err: unknown) => ctx.log(`  ${o.label}: could not drop schema ${schema}: ${(err as Error).message}`));
       const errors = proc.logs.filter((l) => typeof l.level === 'number' && l.level >= 50);
       if (errors.length > 0) ctx.log(`  ${o.label}: ${errors.length} error log line(s), first: ${JSON.stringify(errors[0]).slice(0, 400)}`);
     },

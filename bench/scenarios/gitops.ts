@@ -2,10 +2,9 @@ import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import { gitCli, startGitServer } from '../../test/helpers/git-server.ts';
 import type { BenchContext, Scenario } from '../lib/context.ts';
-import { startOrreryProcess, type RunningOrrery } from '../lib/orrery.ts';
+import { dropSchema, localDatabase, startOrreryProcess, type RunningOrrery } from '../lib/orrery.ts';
 import { row, type MetricRow } from '../lib/report.ts';
 import { pollUntil, sleep, summarize, type Summary } from '../lib/stats.ts';
 
@@ -60,10 +59,6 @@ function localCluster(path: string | undefined): { kubeconfig: string; kc: KubeC
   return { kubeconfig: path, kc };
 }
 
-function localDatabase(url: string | undefined): string | undefined {
-  if (!url || !URL.canParse(url)) return undefined;
-  return LOOPBACK.test(new URL(url).hostname) ? url : undefined;
-}
 
 const manifests = (namespace: string | undefined, tag: string) =>
   `${namespace ? `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${namespace} }\n---\n` : ''}apiVersion: apps/v1
@@ -114,7 +109,7 @@ export const scenario: Scenario = {
     if ('skipped' in cluster) notes.push(cluster.skipped);
     const kube = 'kc' in cluster ? cluster : undefined;
     const databaseUrl = localDatabase(process.env.DATABASE_URL);
-    if (!databaseUrl) notes.push('no DATABASE_URL on this machine: the deploy log is in memory');
+    if (!databaseUrl) notes.push('no DATABASE_URL on this machine: the deploy log is in the embedded PGlite');
     const namespace = kube ? `bench-${ctx.runId}-gitops`.toLowerCase() : undefined;
     const schema = `bench_${ctx.runId}_gitops`.toLowerCase();
     const timeoutMs = s.timeoutS * 1000;
@@ -251,9 +246,7 @@ gitops:
       await rm(server.root, { recursive: true, force: true });
       if (kube && namespace) await kube.kc.makeApiClient(CoreV1Api).deleteNamespace({ name: namespace }).catch(() => undefined);
       if (databaseUrl) {
-        const client = new pg.Client({ connectionString: databaseUrl });
-        await client.connect();
-        await client.query(`drop schema if exists ${schema} cascade`).finally(() => client.end());
+        await dropSchema(databaseUrl, schema);
       }
     }
   },
