@@ -35,8 +35,21 @@ if allowed == 0 then retry = math.ceil((cost - tokens) * ms_per_token) end
 return {allowed, math.floor(tokens), retry, reset}
 `;
 
+/**
+ * SET key 1 PX ttl NX for every key, in one command: a pipeline of one SET per key cost the
+ * router and the sinks an ioredis Command object, a parse and a callback per event.
+ */
+const SET_MANY_NX_LUA = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'PX', ARGV[1], 'NX') then out[i] = 1 else out[i] = 0 end
+end
+return out
+`;
+
 type RedisWithTake = Redis & {
   orreryTake(key: string, capacity: number, rate: number, cost: number): Promise<[number, number, number, number]>;
+  orrerySetManyNx(numberOfKeys: number, ...keysThenTtl: Array<string | number>): Promise<number[]>;
 };
 
 /**
@@ -54,6 +67,7 @@ export function createRedisCache(opts: { url: string; keyPrefix?: string; connec
     enableOfflineQueue: true,
   }) as RedisWithTake;
   redis.defineCommand('orreryTake', { numberOfKeys: 1, lua: TAKE_LUA });
+  redis.defineCommand('orrerySetManyNx', { lua: SET_MANY_NX_LUA });
   // ioredis emits 'error' on every failed reconnect; without a listener Node would crash.
   redis.on('error', () => {});
 
@@ -76,28 +90,12 @@ export function createRedisCache(opts: { url: string; keyPrefix?: string; connec
     },
     setManyIfAbsent(keys, ttlMs) {
       if (keys.length === 0) return Promise.resolve([]);
-      return call('SET NX (pipeline)', async () => {
-        const pipeline = redis.pipeline();
-        for (const key of keys) pipeline.set(key, '1', 'PX', ttlMs, 'NX');
-        const results = (await pipeline.exec()) ?? [];
-        return results.map(([err, res]) => {
-          if (err) throw err;
-          return res === 'OK';
-        });
-      });
+      return call('SET NX (script)', async () => (await redis.orrerySetManyNx(keys.length, ...keys, ttlMs)).map((r) => r === 1));
     },
     hasMany(keys) {
       if (keys.length === 0) return Promise.resolve([]);
-      // EXISTS with several keys only counts them; the per-key answer needs a pipeline.
-      return call('EXISTS (pipeline)', async () => {
-        const pipeline = redis.pipeline();
-        for (const key of keys) pipeline.exists(key);
-        const results = (await pipeline.exec()) ?? [];
-        return results.map(([err, res]) => {
-          if (err) throw err;
-          return res === 1;
-        });
-      });
+      // One MGET: a value (every mark is "1") or nil per key.
+      return call('MGET', async () => (await redis.mget(keys)).map((v) => v !== null));
     },
     get(key) {
       return call('GET', () => redis.get(key));

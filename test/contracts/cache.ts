@@ -33,6 +33,15 @@ export function cacheContract(name: string, makeCache: () => Promise<Cache>): vo
       expect(await cache.setManyIfAbsent([], 60_000)).toEqual([]);
     });
 
+    it('setManyIfAbsent marks expire after their TTL', async () => {
+      const a = uniqueName('ttl');
+      const b = uniqueName('ttl');
+      expect(await cache.setManyIfAbsent([a, b], 300)).toEqual([true, true]);
+      expect(await cache.hasMany([a, b])).toEqual([true, true]);
+      await waitFor(async () => (await cache.hasMany([a, b])).every((x) => !x), { what: 'expiry', timeoutMs: 5_000 });
+      expect(await cache.setManyIfAbsent([a], 300)).toEqual([true]);
+    });
+
     it('hasMany answers per key, in order', async () => {
       const a = uniqueName('has');
       const b = uniqueName('has');
