@@ -85,7 +85,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     onEvent: (e) => log.info({ event: e.type }, `sync: ${e.message}`),
   });
   triggerSync = (reason) => sync.trigger(reason);
-  log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set KUBECONFIG)');
+  log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set gitops.sync.kubeconfig, or KUBECONFIG with a gitops section)');
   sync.trigger('start');
   const deployer = createDeployer({
     repo,
