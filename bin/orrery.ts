@@ -14,6 +14,7 @@ import { createIngestComponent } from '../ingest/main.ts';
 import { createRouterComponent } from '../router/main.ts';
 import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
+import { embeddedGitopsBanner, ensureEmbeddedGitops, type EmbeddedGitops } from '../gitops/embedded.ts';
 import { createPilotComponent } from '../pilot/main.ts';
 import { demoBanner, ensureDemo, localBaseUrl } from '../pilot/demo-setup.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
@@ -97,7 +98,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
       for (const name of names) {
         if (!COMPONENTS[name]) throw new ConfigError(`unknown component "${name}": choose from ${Object.keys(COMPONENTS).join(', ')}`);
       }
-      const cfg = config();
+      let cfg = config();
       const logger = createLogger({ level: cfg.log.level });
       logger.info({ components: names, node: process.version }, 'starting orrery');
       const adapters = await createAdapters(cfg, logger);
@@ -110,7 +111,15 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         await controlPlane?.close();
         await adapters.close();
       };
+      let gitopsDefault: EmbeddedGitops | undefined;
       try {
+        // No gitops section at all: GitOps runs on its embedded default (a local repository,
+        // plan mode), which Pilot sees too. A section, or `gitops: { enabled: false }`, is
+        // used as given. After the adapters: the embedded store holds the data dir's lock.
+        if (names.includes('gitops') && cfg.gitops === undefined) {
+          gitopsDefault = await ensureEmbeddedGitops({ dataDir: cfg.dataDir, logger, alone: args.length > 0 });
+          cfg = Object.freeze({ ...cfg, gitops: gitopsDefault.config });
+        }
         await adapters.bus.ensureTopics(coreTopicSpecs(topics, cfg.kafka.topics));
         controlPlane = await openControlPlane(cfg, adapters, logger);
         for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane }));
@@ -147,6 +156,8 @@ write key and a curl line on stderr (again at later starts, while the demo key w
           logger.error({ err }, 'demo: setting it up failed; orrery runs without it');
         }
       }
+      // stderr, not the log: on its first start the banner holds the webhook secret.
+      if (gitopsDefault) process.stderr.write(embeddedGitopsBanner(gitopsDefault, localBaseUrl(cfg.http.host, server.port)));
       onShutdown(logger, async () => {
         draining = true;
         // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
+import { activeGitops } from './gitops-config.ts';
 
 const files = (map: Record<string, string>) => (path: string) => {
   const text = map[path];
@@ -146,10 +147,10 @@ describe('env interpolation in the file', () => {
 `,
     });
     const config = loadConfig({ configPath: '/g.yaml', readFile, env: { GIT_TOKEN: 'ghp_x', REGISTRY_TOKEN: 'r1' } });
-    expect(config.gitops?.repo).toMatchObject({ token: 'ghp_x', branch: 'main' });
-    expect(config.gitops?.receivers.distribution).toEqual({ token: 'r1' });
-    expect(config.gitops?.commitMessage).toBe('deploy ${NOT_A_VAR}');
-    expect(config.gitops?.policies[0]).toMatchObject({ name: 'airflow', tags: { semver: '>=1.0.0' }, mode: 'commit', pinDigest: false });
+    expect(activeGitops(config.gitops)?.repo).toMatchObject({ token: 'ghp_x', branch: 'main' });
+    expect(activeGitops(config.gitops)?.receivers.distribution).toEqual({ token: 'r1' });
+    expect(activeGitops(config.gitops)?.commitMessage).toBe('deploy ${NOT_A_VAR}');
+    expect(activeGitops(config.gitops)?.policies[0]).toMatchObject({ name: 'airflow', tags: { semver: '>=1.0.0' }, mode: 'commit', pinDigest: false });
     expect(() => loadConfig({ configPath: '/g.yaml', readFile, env: { GIT_TOKEN: 'x' } })).toThrow(/gitops\.receivers\.distribution\.token \(from \/g\.yaml\): environment variable REGISTRY_TOKEN is not set/);
   });
 });
@@ -158,6 +159,14 @@ describe('KUBECONFIG', () => {
   it('applies to the gitops sync only when the file has a gitops section', () => {
     expect(loadConfig({ env: { KUBECONFIG: '/k' } }).gitops).toBeUndefined();
     const readFile = files({ '/k.yaml': 'gitops: { repo: { url: /tmp/x } }\n' });
-    expect(loadConfig({ configPath: '/k.yaml', readFile, env: { KUBECONFIG: '/k' } }).gitops?.sync.kubeconfig).toBe('/k');
+    expect(activeGitops(loadConfig({ configPath: '/k.yaml', readFile, env: { KUBECONFIG: '/k' } }).gitops)?.sync.kubeconfig).toBe('/k');
+  });
+
+  it('leaves a switched-off section off, and the rest of it is ignored', () => {
+    const readFile = files({ '/off.yaml': 'gitops: { enabled: false }\n', '/off2.yaml': 'gitops: { enabled: false, repo: { url: /tmp/x } }\n', '/on.yaml': 'gitops: { enabled: true, repo: { url: /tmp/x } }\n' });
+    expect(loadConfig({ configPath: '/off.yaml', readFile, env: { KUBECONFIG: '/k' } }).gitops).toEqual({ enabled: false });
+    expect(loadConfig({ configPath: '/off2.yaml', readFile }).gitops).toEqual({ enabled: false });
+    expect(activeGitops(loadConfig({ configPath: '/on.yaml', readFile }).gitops)?.repo.url).toBe('/tmp/x');
+    expect(() => loadConfig({ configPath: '/on.yaml', readFile: files({ '/on.yaml': 'gitops: { repo: {} }\n' }) })).toThrow(/gitops\.repo\.url \(from \/on\.yaml\)/);
   });
 });

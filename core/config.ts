@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { GitopsConfig } from './gitops-config.ts';
+import { GitopsSection } from './gitops-config.ts';
 import { ControlPlaneConfig } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
 
@@ -111,7 +111,8 @@ export const ConfigSchema = z.strictObject({
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
     })
     .prefault({}),
-  gitops: GitopsConfig.optional(),
+  /** Absent: `orrery start` runs GitOps on an embedded default (gitops/embedded.ts); `{ enabled: false }`: off. */
+  gitops: GitopsSection.optional(),
   sources: ControlPlaneConfig.shape.sources,
   destinations: ControlPlaneConfig.shape.destinations,
   routes: ControlPlaneConfig.shape.routes,
@@ -124,7 +125,10 @@ export const ConfigSchema = z.strictObject({
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 
 /** Environment variables and the config path each one sets. */
-/** `requires`: the variable applies only when the file has that section (KUBECONFIG is set on many machines). */
+/**
+ * `requires`: the variable applies only when the file has that section, switched on
+ * (KUBECONFIG is set on many machines; the embedded GitOps default never applies to it).
+ */
 export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list?: boolean; requires?: string }> = [
   { env: 'LOG_LEVEL', path: ['log', 'level'] },
   { env: 'ORRERY_DATA_DIR', path: ['dataDir'] },
@@ -183,7 +187,7 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
   for (const { env: name, path, list, requires } of ENV_MAP) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
-    if (requires !== undefined && merged[requires] === undefined) continue;
+    if (requires !== undefined && (merged[requires] === undefined || (merged[requires] as { enabled?: unknown }).enabled === false)) continue;
     const value = list ? raw.split(',').map((s) => s.trim()).filter(Boolean) : raw;
     setPath(merged, path, value);
     origin.set(path.join('.'), `env ${name}`);

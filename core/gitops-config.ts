@@ -45,6 +45,8 @@ export const ImagePolicy = z.strictObject({
 export type ImagePolicy = z.infer<typeof ImagePolicy>;
 
 export const GitopsConfig = z.strictObject({
+  /** Optional; `false` selects {@link GitopsOff}. */
+  enabled: z.literal(true).optional(),
   repo: z.strictObject({
     /** http(s) URL of the manifests repository, or a local path to a git work tree. */
     url: z.string().min(1),
@@ -84,3 +86,23 @@ export const GitopsConfig = z.strictObject({
     .prefault({}),
 });
 export type GitopsConfig = z.infer<typeof GitopsConfig>;
+
+/**
+ * `gitops: { enabled: false }`: no GitOps at all, not even the embedded default that
+ * `orrery start` uses when the section is absent. The section's other keys, if any, are
+ * ignored, so a configured section can be switched off without deleting it.
+ */
+export const GitopsOff = z.object({ enabled: z.literal(false) }).transform(() => ({ enabled: false as const }));
+
+/** The `gitops` section: absent (the embedded default), off, or configured. */
+export const GitopsSection = z.discriminatedUnion('enabled', [GitopsOff, GitopsConfig]);
+export type GitopsSection = z.infer<typeof GitopsSection>;
+
+/**
+ * The configured section, or undefined when it is absent or switched off.
+ *
+ * @example activeGitops(config.gitops)?.policies ?? []
+ */
+export function activeGitops(section: GitopsSection | undefined): GitopsConfig | undefined {
+  return section === undefined || section.enabled === false ? undefined : section;
+}

@@ -4,7 +4,7 @@ import type { Store } from '../core/store/types.ts';
 
 /**
  * Every deploy request and what became of it: received → committed (sha) or pr-opened →
- * synced → rolled-out, or failed / skipped (with the reason); a failed rollout may go on to
+ * synced → rolled-out (planned instead, in plan mode), or failed / skipped (with the reason); a failed rollout may go on to
  * reverting (revertSha) → reverted. In Postgres when there is a database; in memory
  * otherwise (the single-process default).
  */

@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { Counter } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { ConfigError, InputError, OrreryError } from '../core/errors.ts';
+import { activeGitops } from '../core/gitops-config.ts';
 import { createKubeApplier, loadKubeConfig } from './apply/applier.ts';
 import { createDeployer } from './controller/deployer.ts';
 import { createReverter } from './controller/reverter.ts';
@@ -25,7 +26,7 @@ const MAX_WEBHOOK_BYTES = 1024 * 1024;
  */
 export async function createGitopsComponent(ctx: ComponentContext): Promise<Component & { deploys: DeployLog; idle(): Promise<void> }> {
   const log = ctx.logger.child({ component: 'gitops' });
-  const cfg = ctx.config.gitops;
+  const cfg = activeGitops(ctx.config.gitops);
   const deploys = ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : createMemoryDeployLog();
   const app = new Hono();
   app.onError((err, c) => {
@@ -42,7 +43,8 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   });
 
   if (!cfg) {
-    log.info('gitops: no gitops section in the config: registry webhooks are off');
+    // `orrery start` puts the embedded default (gitops/embedded.ts) in place of an absent section.
+    log.info(ctx.config.gitops?.enabled === false ? 'gitops: off (gitops.enabled: false): registry webhooks are off' : 'gitops: no gitops section in the config: registry webhooks are off');
     return { name: 'gitops', routes: app, deploys, idle: async () => {}, stop: async () => {} };
   }
 
@@ -83,7 +85,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     onEvent: (e) => log.info({ event: e.type }, `sync: ${e.message}`),
   });
   triggerSync = (reason) => sync.trigger(reason);
-  log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set KUBECONFIG)');
+  log.info({ mode: kc ? 'apply' : 'plan' }, kc ? 'sync: applying to the cluster in KUBECONFIG' : 'sync: plan mode (no cluster configured: set gitops.sync.kubeconfig, or KUBECONFIG with a gitops section)');
   sync.trigger('start');
   const deployer = createDeployer({
     repo,

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ControlPlaneConfig, ControlPlaneSnapshot } from '../core/control-plane.ts';
 import { updateControlPlane } from '../core/control-plane-pg.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
 import type { Logger } from '../core/logger.ts';
+import { writePrivateFile } from '../core/private-file.ts';
 import type { Store } from '../core/store/types.ts';
 import { hashWriteKey } from '../ingest/sources.ts';
 
@@ -97,18 +98,6 @@ async function readKey(file: string): Promise<string | undefined> {
   }
 }
 
-async function writeKey(file: string, key: string): Promise<void> {
-  // Created 0600; an existing file (a first start that stopped halfway) is truncated and reused.
-  const fh = await open(file, 'w', 0o600);
-  try {
-    await fh.chmod(0o600);
-    await fh.writeFile(`${key}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Resolves once `source` serves `version` or later; the change arrives by NOTIFY. */
 function untilVersion(source: ControlPlaneSource, version: number, timeoutMs: number): Promise<boolean> {
   if (source.current().version >= version) return Promise.resolve(true);
@@ -153,7 +142,7 @@ export async function ensureDemo(opts: EnsureDemoOptions): Promise<DemoStatus> {
     await mkdir(opts.dataDir, { recursive: true });
     // The key is on disk before it is in the control plane: a crash in between leaves an
     // unused file, which the next first start overwrites.
-    await writeKey(keyFile, key);
+    await writePrivateFile(keyFile, `${key}\n`);
     let version: number;
     try {
       ({ version } = await updateControlPlane(opts.store, () => demoControlPlane(key, opts.baseUrl), {

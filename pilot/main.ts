@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Hono } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
+import { activeGitops } from '../core/gitops-config.ts';
 import { createPgDeployLog, type DeployLog } from '../gitops/deploys.ts';
 import { createAlertMonitor, createWebhookNotifier, defaultRules, type AlertRule } from './alerts.ts';
 import { createPilotApi } from './api.ts';
@@ -87,7 +88,7 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
     controlPlane: ctx.controlPlane,
     store: ctx.adapters.store,
     deploys,
-    policies: ctx.config.gitops?.policies ?? [],
+    policies: activeGitops(ctx.config.gitops)?.policies ?? [],
     sampler,
     sampleMs: cfg.sampleMs,
     alerts,

@@ -125,7 +125,7 @@ export const DeployView = z
     digest: z.string().nullable(),
     state: z
       .string()
-      .describe('received, committed, pr-opened, synced, rolled-out, failed or skipped; a failed rollout whose policy says onFailure: revert goes on to reverting, then reverted (or back to failed when the revert does not roll out either)'),
+      .describe('received, committed, pr-opened, synced, rolled-out, failed or skipped (planned instead of synced when the sync runs in plan mode, without a cluster); a failed rollout whose policy says onFailure: revert goes on to reverting, then reverted (or back to failed when the revert does not roll out either)'),
     sha: z.string().nullable(),
     branch: z.string().nullable(),
     prUrl: z.string().nullable(),

@@ -173,7 +173,7 @@ gitops:
           }, what, timeoutMs, 20);
         // The times are the deploy's own (its history), so the polling adds nothing to them.
         const at = (d: DeployView, state: string) => Date.parse(d.history.find((h) => h.state === state)?.at ?? '') - sent;
-        let d = await until(['committed', 'synced', 'rolled-out', 'failed', 'skipped'], `deploy #${id} committed`);
+        let d = await until(['committed', 'planned', 'synced', 'rolled-out', 'failed', 'skipped'], `deploy #${id} committed`);
         if (!d.sha) throw new Error(`deploy #${id} was not committed: ${d.state} ${d.error ?? ''}`);
         if (kube) {
           d = await until(['rolled-out', 'failed'], `deploy #${id} rolled out`);

@@ -33,10 +33,12 @@ export interface ReceiverRequest {
 }
 
 /**
- * received → committed (or pr-opened) → synced → rolled-out; or failed, or skipped. A failed
+ * received → committed (or pr-opened) → synced → rolled-out; or failed, or skipped. In plan
+ * mode (no cluster), a committed deploy ends at planned: the sync recorded what it would
+ * apply, and applied nothing. A failed
  * rollout whose policy says `onFailure: revert` goes on: failed → reverting (the revert is
  * committed) → reverted (the revert rolled out healthy), or back to failed when the revert
  * itself does not roll out (the sync then stalls).
  */
-export const DEPLOY_STATES = ['received', 'committed', 'pr-opened', 'synced', 'rolled-out', 'failed', 'skipped', 'reverting', 'reverted'] as const;
+export const DEPLOY_STATES = ['received', 'committed', 'pr-opened', 'planned', 'synced', 'rolled-out', 'failed', 'skipped', 'reverting', 'reverted'] as const;
 export type DeployState = (typeof DEPLOY_STATES)[number];

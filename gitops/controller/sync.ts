@@ -74,7 +74,9 @@ export interface Sync {
  * branch moves.
  *
  * Without a cluster (`applier` undefined) it runs in plan mode: it diffs against the last
- * inventory and records the plan, so the single-process default shows what it would do.
+ * inventory and records the plan, so the single-process default shows what it would do;
+ * each deploy the revision contains moves from `committed` to `planned`, its timeline
+ * naming the objects its commit changes.
  *
  * @example const sync = createSync({ repo, applier, statusStore, deploys, logger, intervalMs: 60_000 });
  */
@@ -150,6 +152,13 @@ export function createSync(opts: {
 
     if (!opts.applier) {
       log.info({ revision, apply: ids.length, prune: prune.length }, 'plan (no cluster configured)');
+      // Each deploy the revision brings ends here, with what its commit would change.
+      const all = new Set(ids);
+      for (const d of included) {
+        if (d.state !== 'committed') continue;
+        const changed = [...changedObjects((await opts.repo.changes(d.sha!)).files)].filter((id) => all.has(id));
+        await opts.deploys.transition(d.id, 'planned', { detail: planDetail(revision, changed, plan) });
+      }
       return finish({ ...base, revision, plan, inventory: ids, conditions: [condition('Ready', 'True', 'Planned', `plan for ${revision.slice(0, 12)}: ${ids.length} to apply, ${prune.length} to prune`)] });
     }
 
@@ -282,4 +291,17 @@ export function createSync(opts: {
       await running?.catch(() => {});
     },
   };
+}
+
+/**
+ * A planned deploy's timeline entry: the objects its commit changes, and the revision's plan.
+ *
+ * @example planDetail('ab12…', ['airflow-ml_worker_apps_StatefulSet'], { apply: ids, prune: [] })
+ */
+export function planDetail(revision: string, changed: readonly string[], plan: { apply: readonly string[]; prune: readonly string[] }): string {
+  const shown = changed.slice(0, 8).join(', ') + (changed.length > 8 ? `, and ${changed.length - 8} more` : '');
+  return (
+    `plan at ${revision.slice(0, 12)}, nothing applied (no cluster): this commit changes ${changed.length} object${changed.length === 1 ? '' : 's'}` +
+    `${changed.length > 0 ? ` (${shown})` : ''}; the revision has ${plan.apply.length} to apply, ${plan.prune.length} to prune`
+  );
 }

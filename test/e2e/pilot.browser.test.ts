@@ -238,7 +238,7 @@ gitops:
     await page.goto(`${orrery.url}/ui/deploys`);
     const row = page.locator('#deploys tbody tr', { hasText: 'registry.example.com/team/web:1.1.0' });
     await row.waitFor();
-    await page.waitForSelector('#deploys tbody tr[data-state="committed"], #deploys tbody tr[data-state="synced"], #deploys tbody tr[data-state="rolled-out"]');
+    await page.waitForSelector('#deploys tbody tr[data-state="committed"], #deploys tbody tr[data-state="planned"], #deploys tbody tr[data-state="synced"], #deploys tbody tr[data-state="rolled-out"]');
     const timeline = await row.locator('ol.timeline li span').allTextContents();
     expect(timeline.slice(0, 2)).toEqual(['received', 'committed']);
     const sha = (await gitCli(manifests, 'rev-parse', 'HEAD')).trim();

@@ -36,6 +36,9 @@ routes: [{ source: web, destination: hook }]
     expect(messages.some((m) => m.startsWith('cache/limiter: in-process default'))).toBe(true);
     expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
     expect(messages).toContain('control plane: versioned in the store (pglite)');
+    // No gitops section: the embedded GitOps default, a local repository under the data dir, planning only.
+    expect(messages).toContain(`gitops: manifests repo: local git repository at ${join(dir, 'data', 'manifests')} (default; set gitops.repo.url), created with Orrery's example environment manifests/environments/dev`);
+    expect(messages).toContain('gitops: sync in plan mode (default: nothing is applied to a cluster; KUBECONFIG applies with a gitops section only)');
 
     const send = (url: string, i: number) =>
       fetch(`${url}/v1/track`, {

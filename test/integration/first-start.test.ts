@@ -22,9 +22,9 @@ interface Printed {
   url: string;
 }
 
-/** The curl line of the banner, taken apart: `-u 'KEY:'`, `-d 'JSON'`, then the URL. */
+/** The demo banner's curl line (the one with a write key), taken apart: `-u 'KEY:'`, `-d 'JSON'`, then the URL. */
 function parseCurl(stderr: string): Printed | undefined {
-  const line = stderr.split('\n').find((l) => l.trim().startsWith('curl '));
+  const line = stderr.split('\n').find((l) => l.trim().startsWith('curl ') && l.includes(' -u '));
   if (!line) return undefined;
   const m = /-u '([^':]+):' .* -d '(\{.*\})' (http:\/\/\S+)$/.exec(line.trim());
   if (!m) throw new Error(`unexpected curl line: ${line}`);

@@ -110,9 +110,10 @@ ${policies}
     await waitFor(
       async () => {
         const { deploys } = (await (await fetch(`${orrery.url}/deploys?limit=100`)).json()) as { deploys: Array<{ state: string }> };
-        return deploys.filter((d) => d.state === 'committed').length === WORKLOADS;
+        // Plan mode: each commit's deploy ends at planned once the sync has taken it.
+        return deploys.filter((d) => d.state === 'planned').length === WORKLOADS;
       },
-      { timeoutMs: 60_000, intervalMs: 200, what: 'all deploys committed' },
+      { timeoutMs: 60_000, intervalMs: 200, what: 'all deploys committed and planned' },
     );
     const check = await server.clone();
     for (let i = 0; i < WORKLOADS; i++) {
@@ -124,10 +125,12 @@ ${policies}
     expect(subjects.filter((s) => s.endsWith('|Orrery Bot'))).toHaveLength(WORKLOADS);
     expect(subjects[0]).toMatch(/^deploy\(w\d+\): registry\.example\.com\/team\/w\d+:1\.1\.0\|Orrery Bot$/);
 
-    const one = (await (await fetch(`${orrery.url}/deploys/${ids[0]}`)).json()) as { state: string; sha: string; history: Array<{ state: string }> };
-    expect(one.state).toBe('committed');
+    const one = (await (await fetch(`${orrery.url}/deploys/${ids[0]}`)).json()) as { state: string; sha: string; history: Array<{ state: string; detail?: string }> };
+    expect(one.state).toBe('planned');
     expect(one.sha).toMatch(/^[0-9a-f]{40}$/);
-    expect(one.history.map((h) => h.state)).toEqual(['received', 'committed']);
+    expect(one.history.map((h) => h.state)).toEqual(['received', 'committed', 'planned']);
+    // The plan names the object this deploy's commit changes.
+    expect(one.history.at(-1)?.detail).toMatch(/^plan at [0-9a-f]{12}, nothing applied \(no cluster\): this commit changes 1 object \(\S*Deployment\S*\)/);
   });
 
   it('a replayed delivery is answered 200 and does nothing; an older tag is skipped', async () => {

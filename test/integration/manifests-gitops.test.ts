@@ -74,7 +74,7 @@ describe('the dev environment follows image pushes: values file and render toget
     return waitFor(
       async () => {
         const d = (await (await fetch(`${orrery.url}/deploys/${id}`)).json()) as { state: string; error: string | null; history: unknown[] };
-        return ['committed', 'skipped', 'failed'].includes(d.state) ? d : undefined;
+        return ['planned', 'skipped', 'failed'].includes(d.state) ? d : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 100, what: `the deploy of ${repository}:${tag}` },
     );
@@ -112,7 +112,7 @@ describe('the dev environment follows image pushes: values file and render toget
 
   it("a push of ml's Airflow image moves ml's tag in values.yaml and ml's images in rendered/, nothing else, and a re-render agrees", async () => {
     const d = await deploy('ml/airflow', '1.5.0');
-    expect(d, JSON.stringify(d)).toMatchObject({ state: 'committed' });
+    expect(d, JSON.stringify(d)).toMatchObject({ state: 'planned' });
     const clone = await server.clone();
     const after = await filesUnder(clone, ENV);
 
@@ -153,7 +153,7 @@ describe('the dev environment follows image pushes: values file and render toget
   it("web-analytics' own push then moves only web-analytics, on top of ml's change", async () => {
     const before = await filesUnder(await server.clone(), ENV);
     const d = await deploy('web-analytics/airflow', '3.1.0-dags.43');
-    expect(d, JSON.stringify(d)).toMatchObject({ state: 'committed' });
+    expect(d, JSON.stringify(d)).toMatchObject({ state: 'planned' });
     const after = await filesUnder(await server.clone(), ENV);
     const changed = Object.keys(before).filter((f) => after[f] !== before[f]);
     expect(changed).toContain(`${ENV}/values.yaml`);

@@ -261,7 +261,9 @@ routes: [{ source: web, destination: hook }]
   it('deploys and image policies answer from the deploy log and the config', async () => {
     expect((await api('GET', '/api/deploys')).body).toEqual({ deploys: [], available: true });
     expect((await api('GET', '/api/deploys/1')).status).toBe(404);
-    expect((await api('GET', '/api/image-policies')).body).toEqual({ policies: [] });
+    // No gitops section: the embedded GitOps default's policies, from the example environment's render.
+    const { policies } = (await api('GET', '/api/image-policies')).body as { policies: Array<{ name: string }> };
+    expect(policies.map((p) => p.name)).toEqual(['web-analytics-airflow', 'ml-airflow', 'orrery-ingest', 'orrery-router', 'orrery-sinks', 'orrery-gitops']);
   });
 });
 
