@@ -1,67 +1,18 @@
-import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpResponse } from 'msw';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../../../core/envelope.ts';
-import { DeliveryError, type DeliveryContext } from '../types.ts';
+import { ctx, envelope, failure, NOW, vendorApi } from '../testkit.ts';
 import amplitude, { type AmplitudeConfig } from './index.ts';
 
 const US = 'https://api2.amplitude.com/2/httpapi';
 const EU = 'https://api.eu.amplitude.com/2/httpapi';
-const NOW = Date.parse('2025-03-01T12:00:00.000Z');
 const config: AmplitudeConfig = amplitude.configSchema.parse({ apiKey: 'amp-key' });
 
-interface Seen {
-  url: string;
-  method: string;
-  headers: Headers;
-  body: { api_key: string; events: Array<Record<string, unknown>>; options: unknown };
-}
-let seen: Seen[] = [];
-
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => {
-  server.resetHandlers();
-  seen = [];
-});
-afterAll(() => server.close());
-
-function accept(url = US, answer: () => Response = () => HttpResponse.json({ code: 200 })) {
-  server.use(
-    http.post(url, async ({ request }) => {
-      seen.push({ url: request.url, method: request.method, headers: request.headers, body: (await request.json()) as Seen['body'] });
-      return answer();
-    }),
-  );
-}
-
-function ctx(): DeliveryContext {
-  return { fetch: globalThis.fetch, now: () => NOW, signal: new AbortController().signal };
-}
-
-function envelope(over: Partial<Envelope> & Pick<Envelope, 'type'>): Envelope {
-  return {
-    v: 1,
-    sourceId: 'src_1',
-    messageId: 'msg-0001',
-    timestamp: '2025-03-01T11:59:00.000Z',
-    receivedAt: '2025-03-01T11:59:01.000Z',
-    userId: 'user-42',
-    anonymousId: 'anon-7',
-    ...over,
-  } as Envelope;
-}
+const vendor = vendorApi<{ api_key: string; events: Array<Record<string, unknown>>; options: unknown }>();
+const seen = vendor.seen;
+const accept = (url = US, answer: () => Response = () => HttpResponse.json({ code: 200 })) => vendor.accept(url, answer);
 
 const TIME = Date.parse('2025-03-01T11:59:00.000Z');
-
-async function failure(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
-}
 
 describe('amplitude destination', () => {
   it('declares its type, name and the documented 2000-event request limit', () => {
@@ -104,7 +55,7 @@ describe('amplitude destination', () => {
     );
     expect(seen).toHaveLength(1);
     const [req] = seen;
-    expect(req?.url).toBe(US);
+    expect(req?.url.href).toBe(US);
     expect(req?.method).toBe('POST');
     expect(req?.headers.get('content-type')).toBe('application/json');
     expect(req?.headers.get('authorization')).toBeNull();
@@ -172,7 +123,7 @@ describe('amplitude destination', () => {
   it('sends to the EU host when region is eu', async () => {
     accept(EU);
     await amplitude.deliver([envelope({ type: 'track', event: 'A' })], { ...config, region: 'eu' }, ctx());
-    expect(seen.map((s) => s.url)).toEqual([EU]);
+    expect(seen.map((s) => s.url.href)).toEqual([EU]);
   });
 
   it('makes no request when nothing in the batch maps to an event', async () => {
@@ -251,7 +202,7 @@ describe('amplitude destination', () => {
   });
 
   it('a network error is retriable', async () => {
-    server.use(http.post(US, () => HttpResponse.error()));
+    vendor.accept(US, () => HttpResponse.error());
     const err = await failure(amplitude.deliver([envelope({ type: 'track', event: 'A' })], config, ctx()));
     expect(err.retriable).toBe(true);
     expect(err.httpStatus).toBeUndefined();

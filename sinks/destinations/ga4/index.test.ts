@@ -1,68 +1,19 @@
-import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpResponse } from 'msw';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../../../core/envelope.ts';
-import { DeliveryError, type DeliveryContext } from '../types.ts';
+import { ctx, envelope, failure, NOW, vendorApi } from '../testkit.ts';
 import ga4, { ga4Name, type Ga4Config, type Ga4Request } from './index.ts';
 
 const ENDPOINT = 'https://www.google-analytics.com/mp/collect';
-const NOW = Date.parse('2025-03-01T12:00:00.000Z');
 const MICROS = Date.parse('2025-03-01T11:59:00.000Z') * 1000;
 const config: Ga4Config = ga4.configSchema.parse({ measurementId: 'G-ABC123XYZ9', apiSecret: 'mp-secret' });
 
-interface Seen {
-  url: URL;
-  method: string;
-  headers: Headers;
-  body: Ga4Request;
-}
-let seen: Seen[] = [];
-
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => {
-  server.resetHandlers();
-  seen = [];
-});
-afterAll(() => server.close());
-
+const vendor = vendorApi<Ga4Request>();
+const seen = vendor.seen;
 // The Measurement Protocol answers 204 No Content, malformed events included.
-function accept(answer: () => Response = () => new HttpResponse(null, { status: 204 })) {
-  server.use(
-    http.post(ENDPOINT, async ({ request }) => {
-      seen.push({ url: new URL(request.url), method: request.method, headers: request.headers, body: (await request.json()) as Ga4Request });
-      return answer();
-    }),
-  );
-}
-
-function ctx(): DeliveryContext {
-  return { fetch: globalThis.fetch, now: () => NOW, signal: new AbortController().signal };
-}
-
-function envelope(over: Partial<Envelope> & Pick<Envelope, 'type'>): Envelope {
-  return {
-    v: 1,
-    sourceId: 'src_1',
-    messageId: 'msg-0001',
-    timestamp: '2025-03-01T11:59:00.000Z',
-    receivedAt: '2025-03-01T11:59:01.000Z',
-    userId: 'user-42',
-    anonymousId: 'anon-7',
-    ...over,
-  } as Envelope;
-}
+const accept = (answer: () => Response = () => new HttpResponse(null, { status: 204 })) => vendor.accept(ENDPOINT, answer);
 
 const track = (over: Partial<Envelope> = {}) => envelope({ type: 'track', event: 'Signed Up', ...over });
-
-async function failure(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
-}
 
 describe('ga4 event names', () => {
   it('turns Segment names into GA4 ones: [a-z0-9_], a letter first, at most 40 characters', () => {
@@ -266,7 +217,7 @@ describe('ga4 destination', () => {
   });
 
   it('a network error is retriable', async () => {
-    server.use(http.post(ENDPOINT, () => HttpResponse.error()));
+    vendor.accept(ENDPOINT, () => HttpResponse.error());
     const err = await failure(ga4.deliver([track()], config, ctx()));
     expect(err.retriable).toBe(true);
   });

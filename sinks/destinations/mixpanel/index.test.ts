@@ -1,66 +1,17 @@
-import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpResponse } from 'msw';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../../../core/envelope.ts';
-import { DeliveryError, type DeliveryContext } from '../types.ts';
+import { ctx, envelope, failure, NOW, vendorApi } from '../testkit.ts';
 import mixpanel, { insertId, type MixpanelConfig } from './index.ts';
 
 const US = 'https://api.mixpanel.com/import';
-const NOW = Date.parse('2025-03-01T12:00:00.000Z');
 const TIME = Date.parse('2025-03-01T11:59:00.000Z');
 const config: MixpanelConfig = mixpanel.configSchema.parse({ projectId: 3141592, username: 'orrery.sa', secret: 's3cr3t' });
 const BASIC = `Basic ${Buffer.from('orrery.sa:s3cr3t').toString('base64')}`;
 
-interface Seen {
-  url: URL;
-  method: string;
-  headers: Headers;
-  body: Array<{ event: string; properties: Record<string, unknown> }>;
-}
-let seen: Seen[] = [];
-
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => {
-  server.resetHandlers();
-  seen = [];
-});
-afterAll(() => server.close());
-
-function accept(url = US, answer: () => Response = () => HttpResponse.json({ code: 200, num_records_imported: 1, status: 'OK' })) {
-  server.use(
-    http.post(url, async ({ request }) => {
-      seen.push({ url: new URL(request.url), method: request.method, headers: request.headers, body: (await request.json()) as Seen['body'] });
-      return answer();
-    }),
-  );
-}
-
-function ctx(): DeliveryContext {
-  return { fetch: globalThis.fetch, now: () => NOW, signal: new AbortController().signal };
-}
-
-function envelope(over: Partial<Envelope> & Pick<Envelope, 'type'>): Envelope {
-  return {
-    v: 1,
-    sourceId: 'src_1',
-    messageId: 'msg-0001',
-    timestamp: '2025-03-01T11:59:00.000Z',
-    receivedAt: '2025-03-01T11:59:01.000Z',
-    userId: 'user-42',
-    anonymousId: 'anon-7',
-    ...over,
-  } as Envelope;
-}
-
-async function failure(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
-}
+const vendor = vendorApi<Array<{ event: string; properties: Record<string, unknown> }>>();
+const seen = vendor.seen;
+const accept = (url = US, answer: () => Response = () => HttpResponse.json({ code: 200, num_records_imported: 1, status: 'OK' })) => vendor.accept(url, answer);
 
 describe('mixpanel destination', () => {
   it('declares its type, name and the documented 2000-event request limit', () => {
@@ -227,7 +178,7 @@ describe('mixpanel destination', () => {
   });
 
   it('a network error is retriable', async () => {
-    server.use(http.post(US, () => HttpResponse.error()));
+    vendor.accept(US, () => HttpResponse.error());
     const err = await failure(mixpanel.deliver([envelope({ type: 'track', event: 'A' })], config, ctx()));
     expect(err.retriable).toBe(true);
   });

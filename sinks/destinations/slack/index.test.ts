@@ -1,66 +1,17 @@
-import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpResponse } from 'msw';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../../../core/envelope.ts';
-import { DeliveryError, type DeliveryContext } from '../types.ts';
+import { ctx, envelope, failure, NOW, vendorApi } from '../testkit.ts';
 import slack, { escapeSlack, render, type SlackConfig } from './index.ts';
 
 const HOOK = 'https://hooks.slack.com/services/T000/B000/XXXXXXXX';
-const NOW = Date.parse('2025-03-01T12:00:00.000Z');
 const config: SlackConfig = slack.configSchema.parse({ webhookUrl: HOOK });
 
-interface Seen {
-  url: string;
-  method: string;
-  headers: Headers;
-  body: { text: string };
-}
-let seen: Seen[] = [];
-
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => {
-  server.resetHandlers();
-  seen = [];
-});
-afterAll(() => server.close());
-
-function accept(answer: () => Response = () => HttpResponse.text('ok')) {
-  server.use(
-    http.post(HOOK, async ({ request }) => {
-      seen.push({ url: request.url, method: request.method, headers: request.headers, body: (await request.json()) as Seen['body'] });
-      return answer();
-    }),
-  );
-}
-
-function ctx(): DeliveryContext {
-  return { fetch: globalThis.fetch, now: () => NOW, signal: new AbortController().signal };
-}
-
-function envelope(over: Partial<Envelope> & Pick<Envelope, 'type'>): Envelope {
-  return {
-    v: 1,
-    sourceId: 'src_1',
-    messageId: 'msg-0001',
-    timestamp: '2025-03-01T11:59:00.000Z',
-    receivedAt: '2025-03-01T11:59:01.000Z',
-    userId: 'user-42',
-    anonymousId: 'anon-7',
-    ...over,
-  } as Envelope;
-}
+const vendor = vendorApi<{ text: string }>();
+const seen = vendor.seen;
+const accept = (answer: () => Response = () => HttpResponse.text('ok')) => vendor.accept(HOOK, answer);
 
 const track = (over: Partial<Envelope> = {}) => envelope({ type: 'track', event: 'Signed Up', ...over });
-
-async function failure(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
-}
 
 describe('slack templates', () => {
   it('substitutes dotted paths, renders missing values empty and objects as JSON', () => {
@@ -103,7 +54,7 @@ describe('slack destination', () => {
     );
     expect(seen).toHaveLength(1);
     const [req] = seen;
-    expect(req?.url).toBe(HOOK);
+    expect(req?.url.href).toBe(HOOK);
     expect(req?.method).toBe('POST');
     expect(req?.headers.get('content-type')).toBe('application/json');
     expect(req?.headers.get('authorization')).toBeNull();
@@ -158,7 +109,7 @@ describe('slack destination', () => {
   });
 
   it('a network error is retriable', async () => {
-    server.use(http.post(HOOK, () => HttpResponse.error()));
+    vendor.accept(HOOK, () => HttpResponse.error());
     const err = await failure(slack.deliver([track()], config, ctx()));
     expect(err.retriable).toBe(true);
   });
