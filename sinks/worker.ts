@@ -145,7 +145,6 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
    * are written (`marksWritten`). A crash loses at most the marks of the last few
    * milliseconds, so a replay re-sends only those events.
    */
-  const slots = semaphore(Math.max(1, opts.concurrency));
   let marks: string[] = [];
   let marking: Promise<void> | undefined;
 
@@ -174,6 +173,9 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   async function marksWritten(): Promise<void> {
     while (marking) await marking;
   }
+
+  /** Lane slots, shared by every partition batch in hand. */
+  const slots = semaphore(Math.max(1, opts.concurrency));
 
   /** One user's events, in order, each retried until delivered or dead. */
   async function lane(items: Pending[]): Promise<NewDeadLetter[]> {
