@@ -1,7 +1,6 @@
-import { Partitioners } from 'kafkajs';
 import { childConfig, onStop, serveCommands } from '../lib/child.ts';
 import { envelopeOf, inbound } from '../lib/events.ts';
-import { kafkaClient } from '../lib/kafka.ts';
+import { busLikeProducer, kafkaClient } from '../lib/kafka.ts';
 import { nowMs, percentile } from '../lib/stats.ts';
 
 /**
@@ -19,13 +18,7 @@ interface Config {
 }
 const cfg = childConfig<Config>();
 const kafka = kafkaClient(cfg.brokers, 'bench-produce');
-const producer = kafka.producer({
-  idempotent: true,
-  maxInFlightRequests: 1,
-  allowAutoTopicCreation: false,
-  createPartitioner: Partitioners.DefaultPartitioner,
-  retry: { retries: 4, initialRetryTime: 100, maxRetryTime: 2_000 },
-});
+const producer = busLikeProducer(kafka);
 await producer.connect();
 
 // A pool of distinct batches (distinct keys and ids), sent round-robin.

@@ -1,6 +1,5 @@
-import { Partitioners } from 'kafkajs';
 import { childConfig, onStop, serveCommands } from '../lib/child.ts';
-import { kafkaClient } from '../lib/kafka.ts';
+import { busLikeProducer, kafkaClient } from '../lib/kafka.ts';
 
 /**
  * Baseline for the router: a bare kafkajs consume → produce relay. The consumer and the
@@ -17,13 +16,7 @@ interface Config {
 }
 const cfg = childConfig<Config>();
 const kafka = kafkaClient(cfg.brokers, 'bench-relay');
-const producer = kafka.producer({
-  idempotent: true,
-  maxInFlightRequests: 1,
-  allowAutoTopicCreation: false,
-  createPartitioner: Partitioners.DefaultPartitioner,
-  retry: { retries: 4, initialRetryTime: 100, maxRetryTime: 2_000 },
-});
+const producer = busLikeProducer(kafka);
 const consumer = kafka.consumer({ groupId: cfg.group, allowAutoTopicCreation: false });
 await producer.connect();
 await consumer.connect();

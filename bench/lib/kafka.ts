@@ -16,6 +16,21 @@ export function kafkaClient(brokers: string, clientId: string): Kafka {
 }
 
 /**
+ * A producer set up as Orrery's bus sets up its own (core/bus/kafka.ts: idempotent, one
+ * request in flight, the default partitioner, no topic auto-creation), for the baselines
+ * that stand for "what a plain kafkajs producer does".
+ */
+export function busLikeProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: 4, initialRetryTime: 100, maxRetryTime: 2_000 },
+  });
+}
+
+/**
  * Topic config for the topics the router writes to. The router produces a whole partition
  * batch (up to kafkajs's 1 MiB fetch per partition, then grown by the routing stamp) to
  * one destination partition in one request; past the broker's default
