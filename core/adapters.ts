@@ -32,7 +32,8 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
 
   let bus: Bus;
   if (config.kafka.brokers) {
-    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId: config.kafka.clientId, logger });
+    const { clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs } = config.kafka;
+    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs });
     log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
   } else {
     const dir = join(config.dataDir, 'bus');

@@ -32,6 +32,16 @@ export interface KafkaBusOptions {
    * `message.max.bytes` (1 MiB by default).
    */
   maxFlushBytes?: number;
+  /**
+   * Once nothing is in flight, how long the first queued write waits for others to join
+   * its request (Kafka's `linger.ms`). Default 0 here (tests and tools); the config's
+   * default is 5 ms, Kafka's own producer default.
+   */
+  lingerMs?: number;
+  /** Consumers' fetch: answer once this many bytes are there (Kafka's `fetch.min.bytes`). Default: kafkajs's, 1. */
+  fetchMinBytes?: number;
+  /** Consumers' fetch: answer after this long at most (Kafka's `fetch.max.wait.ms`). Default: kafkajs's, 5 s. */
+  fetchMaxWaitMs?: number;
 }
 
 interface Pending {
@@ -92,6 +102,60 @@ function wrapProduceError(err: unknown, topic: string): OrreryError {
   });
 }
 
+type CommitFn = (offsets: { topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }) => Promise<void>;
+
+/**
+ * Commits of partitions handled at the same time share one OffsetCommit request: while
+ * one commit is in flight, the next gathers every partition that finished meanwhile. Each
+ * caller still resolves only once its own offset is committed. At moderate rates a fetch
+ * brings a few messages for each of several partitions, and a commit per partition batch
+ * was most of a stage's Kafka requests.
+ */
+function commitCoalescer(): (topic: string, partition: number, offset: string, via: CommitFn) => Promise<void> {
+  type Waiter = { resolve: () => void; reject: (err: unknown) => void };
+  let pending = new Map<string, { topic: string; partition: number; offset: string; waiters: Waiter[] }>();
+  let via: CommitFn | undefined;
+  let running = false;
+
+  async function run(): Promise<void> {
+    if (running) return;
+    running = true;
+    try {
+      while (pending.size > 0) {
+        const taken = pending;
+        pending = new Map();
+        const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+        for (const p of taken.values()) {
+          let parts = topics.get(p.topic);
+          if (!parts) topics.set(p.topic, (parts = []));
+          parts.push({ partition: p.partition, offset: p.offset });
+        }
+        try {
+          await via!({ topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+          for (const p of taken.values()) for (const w of p.waiters) w.resolve();
+        } catch (err) {
+          for (const p of taken.values()) for (const w of p.waiters) w.reject(err);
+        }
+      }
+    } finally {
+      running = false;
+    }
+  }
+
+  return (topic, partition, offset, commitVia) => {
+    const key = `${partition}\u0000${topic}`;
+    return new Promise<void>((resolve, reject) => {
+      const prev = pending.get(key);
+      // A later batch of the same partition carries the higher offset; both wait for it.
+      if (prev) Object.assign(prev, { offset }).waiters.push({ resolve, reject });
+      else pending.set(key, { topic, partition, offset, waiters: [{ resolve, reject }] });
+      via = commitVia;
+      // At the end of this turn, so that partitions finishing together share the request.
+      if (!running) setImmediate(() => void run());
+    });
+  };
+}
+
 /**
  * The bus on Apache Kafka through kafkajs.
  *
@@ -123,6 +187,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       },
   });
   const maxFlushBytes = opts.maxFlushBytes ?? 768 * 1024;
+  const lingerMs = opts.lingerMs ?? 0;
 
   let producer: Producer | undefined;
   let producerReady: Promise<Producer> | undefined;
@@ -166,6 +231,21 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
     await old?.disconnect().catch(() => {});
   }
 
+  let lingerTimer: NodeJS.Timeout | undefined;
+  let queuedBytes = 0;
+  function scheduleFlush(): void {
+    if (lingerMs <= 0 || queuedBytes >= maxFlushBytes) {
+      if (lingerTimer) clearTimeout(lingerTimer);
+      lingerTimer = undefined;
+      setImmediate(() => void flush());
+      return;
+    }
+    lingerTimer ??= setTimeout(() => {
+      lingerTimer = undefined;
+      void flush();
+    }, lingerMs);
+  }
+
   function takeFlush(): Pending[] {
     const batch: Pending[] = [];
     let bytes = 0;
@@ -174,6 +254,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       if (batch.length > 0 && bytes + next.bytes > maxFlushBytes) break;
       batch.push(queue.shift()!);
       bytes += next.bytes;
+      queuedBytes -= next.bytes;
     }
     return batch;
   }
@@ -198,6 +279,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           // Calls queued behind a failed write fail with it: sent on the next producer,
           // they could land before the failed ones are retried, and break per-key order.
           const behind = queue.splice(0);
+          queuedBytes = 0;
           log.warn({ err, calls: batch.length + behind.length }, 'produce failed');
           await resetProducer();
           for (const p of [...batch, ...behind]) p.reject(wrapProduceError(err, p.topic));
@@ -249,10 +331,12 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         (part) =>
           new Promise<void>((resolve, reject) => {
             queue.push({ topic, messages: part.messages, bytes: part.bytes, resolve, reject });
+            queuedBytes += part.bytes;
           }),
       );
-      // Defer to the end of this turn so that calls made together share one request.
-      if (!flushing) setImmediate(() => void flush());
+      // Defer to the end of this turn (or the linger) so that calls made together share one
+      // request; a full request goes at once.
+      if (!flushing) scheduleFlush();
       return Promise.all(sent).then(() => undefined);
     },
 
@@ -260,11 +344,14 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       const consumer: Consumer = kafka.consumer({
         groupId: c.group,
         allowAutoTopicCreation: false,
+        ...(opts.fetchMinBytes !== undefined ? { minBytes: opts.fetchMinBytes } : {}),
+        ...(opts.fetchMaxWaitMs !== undefined ? { maxWaitTimeInMs: opts.fetchMaxWaitMs } : {}),
         // Consumers keep trying for longer: they have nothing better to do than wait. And
         // after a failure they always restart (kafkajs's default gives up on errors it deems
         // non-retriable, leaving a live process that consumes nothing).
         retry: { ...(opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 }), restartOnFailure: async () => true },
       });
+      const commit = commitCoalescer();
       let joined!: () => void;
       const ready = new Promise<void>((resolve) => (joined = resolve));
       consumer.on(consumer.events.GROUP_JOIN, () => joined());
@@ -308,7 +395,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           // commit of the batch that stop() waits for.
           resolveOffset(batch.lastOffset());
           const next = (BigInt(batch.lastOffset()) + 1n).toString();
-          await commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
+          await commit(batch.topic, batch.partition, next, commitOffsetsIfNecessary);
           await heartbeat();
         },
       });
@@ -366,6 +453,10 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
     async close() {
       if (closed) return;
       closed = true;
+      if (lingerTimer) {
+        clearTimeout(lingerTimer);
+        lingerTimer = undefined;
+      }
       // Drain: whatever was queued before close still gets its answer.
       while (flushing || queue.length > 0) {
         if (!flushing) await flush();

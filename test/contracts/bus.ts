@@ -140,6 +140,45 @@ export function busContract(name: string, makeBus: () => Promise<Bus>): void {
       expect(again).toEqual(['4']);
     });
 
+    it('commits every partition of batches handled at once', async () => {
+      const t = await topic(3);
+      const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`);
+      await bus.produce(t, keys.map((key) => ({ key, value: `first:${key}` })));
+      const group = uniqueName('g');
+      const seen = new Set<string>();
+      const partitions = new Set<number>();
+      const sub = await bus.consume({
+        group,
+        topics: [t],
+        fromBeginning: true,
+        concurrency: 3,
+        handle: async (batch) => {
+          partitions.add(batch.partition);
+          for (const m of batch.messages) seen.add(m.value!.toString());
+        },
+      });
+      await waitFor(() => seen.size >= keys.length, { what: 'the first messages' });
+      expect(partitions.size).toBeGreaterThan(1);
+      await sub.stop();
+
+      // A new member of the group starts after every partition's committed offset.
+      await bus.produce(t, keys.map((key) => ({ key, value: `second:${key}` })));
+      const again: string[] = [];
+      const sub2 = await bus.consume({
+        group,
+        topics: [t],
+        fromBeginning: true,
+        concurrency: 3,
+        handle: async (batch) => {
+          again.push(...batch.messages.map((m) => m.value!.toString()));
+        },
+      });
+      subs.push(sub2);
+      await waitFor(() => again.length >= keys.length, { what: 'the second messages' });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(again.sort()).toEqual(keys.map((key) => `second:${key}`).sort());
+    });
+
     it('stop() lets the in-flight batch finish and commit', async () => {
       const t = await topic(1);
       await bus.produce(t, [{ key: 'k', value: 'slow' }]);
