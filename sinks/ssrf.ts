@@ -92,7 +92,14 @@ function ssrfRefusal(err: unknown): DeliveryError | undefined {
 export interface PostOptions {
   headers: Record<string, string>;
   body: string;
+  /** Aborts the call (the worker's shutdown). */
   signal: AbortSignal;
+  /**
+   * Time allowed for the response headers, and then between body chunks (undici's
+   * headersTimeout and bodyTimeout). Cheaper per call than a timeout AbortSignal joined
+   * to `signal` with AbortSignal.any: those two were ~5% of a webhook sink's CPU.
+   */
+  timeoutMs: number;
   /** Skip the guard: the destination's config allows private addresses. */
   allowPrivateNetwork: boolean;
 }
@@ -117,6 +124,8 @@ export async function guardedPost(
       headers: o.headers,
       body: o.body,
       signal: o.signal,
+      headersTimeout: o.timeoutMs,
+      bodyTimeout: o.timeoutMs,
       dispatcher: o.allowPrivateNetwork ? openAgent : agent,
     });
     const chunks: Buffer[] = [];

@@ -60,12 +60,17 @@ const webhook: DestinationModule<WebhookConfig> = {
         headers['webhook-timestamp'] = String(timestamp);
         headers['webhook-signature'] = signStandardWebhook(config.secret, id, timestamp, body);
       }
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.timeoutMs)]);
       // undici's request rather than ctx.fetch: the webhook is the one destination whose
       // speed is the sink's (see guardedPost); vendor destinations keep fetch.
       let res: Awaited<ReturnType<typeof guardedPost>>;
       try {
-        res = await guardedPost(config.url, { headers, body, signal, allowPrivateNetwork: config.allowPrivateNetwork });
+        res = await guardedPost(config.url, {
+          headers,
+          body,
+          signal: ctx.signal,
+          timeoutMs: config.timeoutMs,
+          allowPrivateNetwork: config.allowPrivateNetwork,
+        });
       } catch (err) {
         throw unreachable(err, what);
       }
