@@ -42,8 +42,9 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
       /**
        * How long the producer waits for more writes before sending, once nothing is in
-       * flight. 5 ms is Apache Kafka's own producer default since 4.0 (KIP-1030): a few ms
-       * of latency buy far fewer produce requests at moderate rates. 0: send at once.
+       * flight and less than 16 KiB is queued. 5 ms is Apache Kafka's own producer default
+       * since 4.0 (KIP-1030): a few ms of latency buy far fewer produce requests at
+       * moderate rates. 0: send at once.
        */
       lingerMs: z.coerce.number().int().min(0).max(1_000).default(5),
       /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CALL_TYPES, MESSAGE_ID_MAX, type CallType } from '../core/envelope.ts';
+import { CALL_TYPES, jsonObject, MESSAGE_ID_MAX, type CallType } from '../core/envelope.ts';
 import { InputError } from '../core/errors.ts';
 
 /**
@@ -19,7 +19,7 @@ const id = z
   .union([z.string(), z.number()])
   .transform((v) => String(v))
   .nullish();
-const obj = z.record(z.string(), z.unknown()).nullish();
+const obj = jsonObject.nullish();
 const stamp = z.union([z.string(), z.number()]).nullish();
 
 /** One message as an SDK sends it (before enrichment). Unknown fields are kept. */

@@ -1,11 +1,12 @@
 import type { Bus, IncomingBatch, OutgoingMessage } from '../core/bus/types.ts';
 import type { Cache } from '../core/cache/types.ts';
 import type { ControlPlaneSnapshot } from '../core/control-plane.ts';
-import { encodeEnvelope } from '../core/envelope.ts';
+import { encodeEnvelope, type Routing } from '../core/envelope.ts';
 import type { Logger } from '../core/logger.ts';
 import type { TopicNames } from '../core/topics.ts';
 import { routeEnvelope, type Outcome } from './pipeline.ts';
 import { dedupKey } from './steps/dedup.ts';
+import { spliceRouting } from './splice-routing.ts';
 import { parse } from './steps/parse.ts';
 
 export interface RouterMetrics {
@@ -87,6 +88,13 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
     };
     const marks: string[] = [];
     const outcomes: Outcome[] = [];
+    // One routing per destination in a batch: serialised once.
+    const routingJsons = new Map<string, string>();
+    const routingJson = (r: Routing) => {
+      let json = routingJsons.get(r.destinationId);
+      if (json === undefined) routingJsons.set(r.destinationId, (json = JSON.stringify(r)));
+      return json;
+    };
     for (let i = 0; i < batch.messages.length; i++) {
       const message = batch.messages[i]!;
       const p = parsed[i]!;
@@ -102,7 +110,13 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
         continue;
       }
       if (outcome.kind === 'routed') {
-        for (const out of outcome.outputs) push(opts.topics.destination(out.destinationId), { key: message.key, value: encodeEnvelope(out.envelope) });
+        const hadRouting = p.kind === 'ok' && p.value.routing !== undefined;
+        for (const out of outcome.outputs) {
+          // An event no transform touched is written as read plus its routing: no second
+          // JSON.stringify (7% of the router's CPU at full speed).
+          const spliced = out.asRead && !hadRouting && message.value ? spliceRouting(message.value, routingJson(out.envelope.routing!)) : undefined;
+          push(opts.topics.destination(out.destinationId), { key: message.key, value: spliced ?? encodeEnvelope(out.envelope) });
+        }
       }
       // Later copies of the same event in this batch are duplicates too.
       if (outcome.dedupKey !== undefined) {

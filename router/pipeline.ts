@@ -11,6 +11,8 @@ import { applyTransforms } from './steps/transform.ts';
 export interface RoutedOutput {
   destinationId: string;
   envelope: Envelope;
+  /** The envelope is the one read plus its routing (no transform changed it). */
+  asRead: boolean;
 }
 
 /** What became of one raw event. */
@@ -61,6 +63,7 @@ export function routeEnvelope(env: Envelope, snapshot: ControlPlaneSnapshot, see
     outputs.push({
       destinationId: destination.id,
       envelope: { ...transformed, routing: { configVersion: snapshot.version, destinationId: destination.id, routedAt } },
+      asRead: transformed === env,
     });
   }
   if (outputs.length === 0) return { kind: 'drop', reason: skipped.length === 1 ? skipped[0]!.reason : 'filtered', dedupKey: key, skipped };

@@ -34,10 +34,16 @@ export interface KafkaBusOptions {
   maxFlushBytes?: number;
   /**
    * Once nothing is in flight, how long the first queued write waits for others to join
-   * its request (Kafka's `linger.ms`). Default 0 here (tests and tools); the config's
-   * default is 5 ms, Kafka's own producer default.
+   * its request (Kafka's `linger.ms`), unless `lingerBytes` are queued already. Default 0
+   * here (tests and tools); the config's default is 5 ms, Kafka's own producer default.
    */
   lingerMs?: number;
+  /**
+   * Queued bytes that end the linger at once (the role of Kafka's `batch.size`, 16 KiB by
+   * default): a linger is for a trickle of small writes, and must not delay a router
+   * batch or an ingest /v1/batch that fills a request on its own. Default 16 KiB.
+   */
+  lingerBytes?: number;
   /** Consumers' fetch: answer once this many bytes are there (Kafka's `fetch.min.bytes`). Default: kafkajs's, 1. */
   fetchMinBytes?: number;
   /** Consumers' fetch: answer after this long at most (Kafka's `fetch.max.wait.ms`). Default: kafkajs's, 5 s. */
@@ -188,6 +194,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
   });
   const maxFlushBytes = opts.maxFlushBytes ?? 768 * 1024;
   const lingerMs = opts.lingerMs ?? 0;
+  const lingerBytes = Math.min(opts.lingerBytes ?? 16 * 1024, maxFlushBytes);
 
   let producer: Producer | undefined;
   let producerReady: Promise<Producer> | undefined;
@@ -234,7 +241,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
   let lingerTimer: NodeJS.Timeout | undefined;
   let queuedBytes = 0;
   function scheduleFlush(): void {
-    if (lingerMs <= 0 || queuedBytes >= maxFlushBytes) {
+    if (lingerMs <= 0 || queuedBytes >= lingerBytes) {
       if (lingerTimer) clearTimeout(lingerTimer);
       lingerTimer = undefined;
       setImmediate(() => void flush());
