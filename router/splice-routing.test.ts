@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../core/envelope.ts';
 import { spliceRouting } from './splice-routing.ts';
 
+// An identify with traits: fields in an order other than the encoder's own.
 const base: Envelope = {
+  traits: { email: 'a@b.test', plan: 'pro', nested: { braces: '{}' } },
+  anonymousId: 'anon-9',
+  type: 'identify',
+  messageId: 'm-9',
+  sourceId: 'src_2',
   v: 1,
-  sourceId: 'src_1',
-  type: 'track',
-  event: 'Order Completed',
-  messageId: 'm-1',
-  userId: 'u-1',
-  properties: { revenue: 12.5 },
   timestamp: '2026-11-27T10:00:00.000Z',
   receivedAt: '2026-11-27T10:00:01.000Z',
 };
