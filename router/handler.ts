@@ -110,11 +110,10 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
         continue;
       }
       if (outcome.kind === 'routed') {
-        const hadRouting = p.kind === 'ok' && p.value.routing !== undefined;
         for (const out of outcome.outputs) {
           // An event no transform touched is written as read plus its routing: no second
           // JSON.stringify (7% of the router's CPU at full speed).
-          const spliced = out.asRead && !hadRouting && message.value ? spliceRouting(message.value, routingJson(out.envelope.routing!)) : undefined;
+          const spliced = out.asRead && message.value ? spliceRouting(message.value, routingJson(out.envelope.routing!)) : undefined;
           push(opts.topics.destination(out.destinationId), { key: message.key, value: spliced ?? encodeEnvelope(out.envelope) });
         }
       }

@@ -11,7 +11,11 @@ import { applyTransforms } from './steps/transform.ts';
 export interface RoutedOutput {
   destinationId: string;
   envelope: Envelope;
-  /** The envelope is the one read plus its routing (no transform changed it). */
+  /**
+   * The envelope is the one read with its routing added last: no transform changed it and
+   * it carried no routing of its own. The handler then writes the bytes as read plus the
+   * routing (router/splice-routing.ts) instead of encoding it again.
+   */
   asRead: boolean;
 }
 
@@ -63,7 +67,7 @@ export function routeEnvelope(env: Envelope, snapshot: ControlPlaneSnapshot, see
     outputs.push({
       destinationId: destination.id,
       envelope: { ...transformed, routing: { configVersion: snapshot.version, destinationId: destination.id, routedAt } },
-      asRead: transformed === env,
+      asRead: transformed === env && env.routing === undefined,
     });
   }
   if (outputs.length === 0) return { kind: 'drop', reason: skipped.length === 1 ? skipped[0]!.reason : 'filtered', dedupKey: key, skipped };
