@@ -109,42 +109,37 @@ describe('webhook destination', () => {
     expect(err).toMatchObject({ retriable: true });
   });
 
-  it('gives up on a receiver that does not answer within timeoutMs: a retriable failure', async () => {
+  /** Runs `fn` with the URL of a receiver that accepts connections and never answers. */
+  async function withSilentReceiver(fn: (silentUrl: string) => Promise<void>): Promise<void> {
     const silent = createServer(() => {});
     silent.listen(0, '127.0.0.1');
     await once(silent, 'listening');
     try {
-      // Without the limit undici would wait 300 s for headers: the test's own timeout ends it.
-      const err = await webhook
-        .deliver([ev(1)], config({ url: `http://127.0.0.1:${(silent.address() as { port: number }).port}/`, timeoutMs: 300 }), ctx)
-        .catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(DeliveryError);
-      expect((err as DeliveryError).retriable).toBe(true);
-      expect((err as Error).message).toMatch(/unreachable.*timeout/i);
+      await fn(`http://127.0.0.1:${(silent.address() as { port: number }).port}/`);
     } finally {
       silent.closeAllConnections();
       silent.close();
     }
-  });
+  }
 
-  it('stops waiting when the worker shuts down (its signal aborts)', async () => {
-    const silent = createServer(() => {});
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
-    try {
+  it('gives up on a receiver that does not answer within timeoutMs: a retriable failure', () =>
+    withSilentReceiver(async (silentUrl) => {
+      // Without the limit undici would wait 300 s for headers: the test's own timeout ends it.
+      const err = await webhook.deliver([ev(1)], config({ url: silentUrl, timeoutMs: 300 }), ctx).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DeliveryError);
+      expect((err as DeliveryError).retriable).toBe(true);
+      expect((err as Error).message).toMatch(/unreachable.*timeout/i);
+    }));
+
+  it('stops waiting when the worker shuts down (its signal aborts)', () =>
+    withSilentReceiver(async (silentUrl) => {
       const stop = new AbortController();
-      const pending = webhook
-        .deliver([ev(1)], config({ url: `http://127.0.0.1:${(silent.address() as { port: number }).port}/` }), { ...ctx, signal: stop.signal })
-        .catch((e: unknown) => e);
+      const pending = webhook.deliver([ev(1)], config({ url: silentUrl }), { ...ctx, signal: stop.signal }).catch((e: unknown) => e);
       setTimeout(() => stop.abort(), 100);
       const err = await pending;
       expect(err).toBeInstanceOf(DeliveryError);
       expect((err as DeliveryError).retriable).toBe(true);
-    } finally {
-      silent.closeAllConnections();
-      silent.close();
-    }
-  });
+    }));
 
   it('refuses private addresses unless allowPrivateNetwork is set, by IP and by name', async () => {
     received.length = 0;
