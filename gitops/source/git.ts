@@ -3,9 +3,10 @@ import * as fs from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, matchesGlob, normalize, relative, resolve, sep } from 'node:path';
 import git from 'isomorphic-git';
-import http from 'isomorphic-git/http/node';
+import nodeHttp from 'isomorphic-git/http/node';
 import { OrreryError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { headFallbackHttp } from './head-fallback.ts';
 
 /**
  * The files of the manifests checkout an edit may read and write: inside the manifests
@@ -104,6 +105,8 @@ export async function openManifestRepo(opts: ManifestRepoOptions): Promise<Manif
   }
   const onAuth = () => (opts.token ? { username: 'x-access-token', password: opts.token } : { cancel: true });
   const maxAttempts = opts.maxPushAttempts ?? 5;
+  // Fetch the configured branch whatever the remote's HEAD names (see head-fallback.ts).
+  const http = headFallbackHttp(nodeHttp, opts.branch);
   let queue: Promise<unknown> = Promise.resolve();
 
   if (remote) {

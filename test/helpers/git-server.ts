@@ -20,12 +20,14 @@ export async function gitCli(cwd: string, ...args: string[]): Promise<string> {
 /**
  * A real git smart-HTTP server on loopback: `git http-backend` (the CGI that ships with
  * git) behind a small Node server that checks a token in HTTP Basic auth. It serves one
- * bare repository, seeded with the given files on `main`.
+ * bare repository, seeded with the given files on `main`. `head` is the branch the bare
+ * repository's HEAD names (default `main`): `master` gives what a plain `git init --bare`
+ * on an older git default plus a push of `main` leaves, a HEAD naming no branch.
  */
-export async function startGitServer(seed: Record<string, string>, token = 'git-token-123') {
+export async function startGitServer(seed: Record<string, string>, token = 'git-token-123', opts: { head?: string } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'orrery-git-'));
   const bare = join(root, 'manifests.git');
-  await exec('git', ['init', '--bare', '--initial-branch=main', bare]);
+  await exec('git', ['init', '--bare', `--initial-branch=${opts.head ?? 'main'}`, bare]);
   const work = join(root, 'seed');
   await exec('git', ['init', '--initial-branch=main', work]);
   for (const [file, text] of Object.entries(seed)) {

@@ -151,4 +151,29 @@ describe('manifests repository over real git smart HTTP', () => {
       code: 'GIT_PATH_OUTSIDE',
     });
   });
+
+  it("clones the configured branch when the remote's HEAD names a branch that does not exist", async () => {
+    // `git init --bare` with master as its default, then a push of main: HEAD -> master, which is missing.
+    const other = await startGitServer({ 'apps/web.yaml': DEPLOY('web', '1.0.0') }, 'tok', { head: 'master' });
+    try {
+      const r = await openManifestRepo({
+        url: other.url,
+        branch: 'main',
+        token: other.token,
+        path: 'apps',
+        author: { name: 'Orrery Bot', email: 'bot@orrery.test' },
+        workdir: await mkdtemp(join(tmpdir(), 'orrery-wd-')),
+        logger: testLogger(),
+      });
+      const result = await r.change({ message: 'deploy(web): 1.1.0', edit: setImage('web', '1.1.0') });
+      expect(result?.branch).toBe('main');
+      const check = await mkdtemp(join(tmpdir(), 'orrery-check-'));
+      await gitCli(check, 'clone', '-q', '-b', 'main', other.bare, '.');
+      expect((await gitCli(check, 'rev-parse', 'HEAD')).trim()).toBe(result!.sha);
+      expect(await readFile(join(check, 'apps/web.yaml'), 'utf8')).toContain('web:1.1.0');
+    } finally {
+      await other.close();
+    }
+  });
 });
+
