@@ -156,15 +156,7 @@ describe('manifests repository over real git smart HTTP', () => {
     // `git init --bare` with master as its default, then a push of main: HEAD -> master, which is missing.
     const other = await startGitServer({ 'apps/web.yaml': DEPLOY('web', '1.0.0') }, 'tok', { head: 'master' });
     try {
-      const r = await openManifestRepo({
-        url: other.url,
-        branch: 'main',
-        token: other.token,
-        path: 'apps',
-        author: { name: 'Orrery Bot', email: 'bot@orrery.test' },
-        workdir: await mkdtemp(join(tmpdir(), 'orrery-wd-')),
-        logger: testLogger(),
-      });
+      const r = await repo({ url: other.url, token: other.token });
       const result = await r.change({ message: 'deploy(web): 1.1.0', edit: setImage('web', '1.1.0') });
       expect(result?.branch).toBe('main');
       const check = await mkdtemp(join(tmpdir(), 'orrery-check-'));
