@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { createEmbeddedBus } from './bus/embedded.ts';
 import { createKafkaBus } from './bus/kafka.ts';
 import type { Bus } from './bus/types.ts';
-import { createMemoryCache } from './cache/memory.ts';
 import { createRedisCache } from './cache/redis.ts';
+import { createSqliteCache } from './cache/sqlite.ts';
 import type { Cache } from './cache/types.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -61,8 +61,14 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
     cache = createRedisCache({ url: config.redis.url });
     log.info({ adapter: 'redis', redis: redactUrl(config.redis.url) }, 'cache/limiter: Redis');
   } else {
-    cache = createMemoryCache();
-    log.info({ adapter: 'memory', default: true }, 'cache/limiter: in-process default (set REDIS_URL to share limits across replicas)');
+    // The dedup and delivered marks must survive a crash, or a batch read again after one
+    // is routed and delivered again: they go to a SQLite file under the data dir.
+    const path = join(config.dataDir, 'cache.sqlite');
+    cache = createSqliteCache({ path });
+    log.info(
+      { adapter: 'sqlite', default: true, path },
+      `cache/limiter: dedup and delivered marks in SQLite at ${path}, rate limits in process (default; set REDIS_URL to share them across replicas)`,
+    );
   }
 
   return {

@@ -40,7 +40,7 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
     sources,
     handoff,
     // Redis is asked once per 100 events per source, not once per request.
-    limiter: adapters.cache.kind === 'memory' ? adapters.cache : createLeasedLimiter(adapters.cache.take.bind(adapters.cache), { leaseTokens: 100, leaseMs: 1_000 }),
+    limiter: adapters.cache.kind !== 'redis' ? adapters.cache : createLeasedLimiter(adapters.cache.take.bind(adapters.cache), { leaseTokens: 100, leaseMs: 1_000 }),
     defaultRateLimit: { capacity: config.ingest.rateLimit.burst, refillPerSec: config.ingest.rateLimit.eventsPerSecond },
     metrics,
     clientIp: (c: Context) => clientIp(c, trustProxy),

@@ -33,7 +33,7 @@ routes: [{ source: web, destination: hook }]
     procs.push(orrery);
     const messages = orrery.logs.map((l) => String(l.msg));
     expect(messages.some((m) => m.startsWith('bus: embedded on-disk log (default'))).toBe(true);
-    expect(messages.some((m) => m.startsWith('cache/limiter: in-process default'))).toBe(true);
+    expect(messages.some((m) => m.startsWith('cache/limiter: dedup and delivered marks in SQLite'))).toBe(true);
     expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
     expect(messages).toContain('control plane: versioned in the store (pglite)');
     // No gitops section: the embedded GitOps default, a local repository under the data dir, planning only.

@@ -1,0 +1,104 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { takeTokens, type BucketState } from './token-bucket.ts';
+import type { Cache, TakeResult, TokenBucket } from './types.ts';
+
+/**
+ * The embedded default's cache: keys with a TTL in one SQLite file (Node's `node:sqlite`,
+ * WAL, `synchronous=FULL`), so that the router's dedup marks and the sinks' delivered
+ * marks survive a crash. A call resolves once its marks are committed and fsync'd, and
+ * both stages write their marks before they commit the offsets that the marks describe,
+ * so a batch read again after `kill -9` finds the marks of everything it already routed
+ * or delivered. Rate-limit buckets stay in memory: a restart refilling them is harmless.
+ *
+ * The file belongs to one process, like the rest of the data dir (its lock guards it).
+ *
+ * @example const cache = createSqliteCache({ path: join(dataDir, 'cache.sqlite') });
+ */
+export function createSqliteCache(opts: { path: string; now?: () => number; sweepIntervalMs?: number }): Cache {
+  const now = opts.now ?? Date.now;
+  mkdirSync(dirname(opts.path), { recursive: true });
+  const db = new DatabaseSync(opts.path);
+  db.exec(`
+    pragma journal_mode = wal;
+    pragma synchronous = full;
+    create table if not exists kv (key text primary key, value text not null, expires_at integer not null) without rowid;
+    create index if not exists kv_expires_at on kv (expires_at);
+  `);
+  // An existing live key is left alone; an expired one is taken over, as if absent.
+  const insert = db.prepare(
+    `insert into kv (key, value, expires_at) values (?, ?, ?)
+     on conflict (key) do update set value = excluded.value, expires_at = excluded.expires_at where kv.expires_at <= ?`,
+  );
+  const upsert = db.prepare('insert into kv (key, value, expires_at) values (?, ?, ?) on conflict (key) do update set value = excluded.value, expires_at = excluded.expires_at');
+  const select = db.prepare('select value from kv where key = ? and expires_at > ?');
+  const remove = db.prepare('delete from kv where key = ?');
+  const sweep = db.prepare('delete from kv where expires_at <= ?');
+  const buckets = new Map<string, BucketState>();
+  let closed = false;
+
+  const sweeper = setInterval(function sweepExpired() {
+    if (!closed) sweep.run(now());
+  }, opts.sweepIntervalMs ?? 60_000);
+  sweeper.unref();
+
+  /** Runs `fn` in one transaction: one commit (one fsync) for a whole batch of marks. */
+  function inTransaction<T>(fn: () => T): T {
+    db.exec('begin immediate');
+    try {
+      const result = fn();
+      db.exec('commit');
+      return result;
+    } catch (err) {
+      db.exec('rollback');
+      throw err;
+    }
+  }
+
+  function setMany(keys: string[], ttlMs: number): boolean[] {
+    if (keys.length === 0) return [];
+    const t = now();
+    return inTransaction(() => keys.map((k) => Number(insert.run(k, '1', t + ttlMs, t).changes) > 0));
+  }
+
+  return {
+    kind: 'sqlite',
+    async setIfAbsent(key, ttlMs) {
+      return setMany([key], ttlMs)[0]!;
+    },
+    async setManyIfAbsent(keys, ttlMs) {
+      return setMany(keys, ttlMs);
+    },
+    async hasMany(keys) {
+      const t = now();
+      return keys.map((k) => select.get(k, t) !== undefined);
+    },
+    async get(key) {
+      const row = select.get(key, now()) as { value: string } | undefined;
+      return row?.value ?? null;
+    },
+    async set(key, value, ttlMs) {
+      upsert.run(key, value, ttlMs === undefined ? Number.MAX_SAFE_INTEGER : now() + ttlMs);
+    },
+    async del(key) {
+      remove.run(key);
+      buckets.delete(key);
+    },
+    async take(key: string, bucket: TokenBucket, cost = 1): Promise<TakeResult> {
+      const { state, result } = takeTokens(buckets.get(key), now(), bucket, cost);
+      buckets.set(key, state);
+      return result;
+    },
+    async ping() {
+      return !closed && db.isOpen;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(sweeper);
+      buckets.clear();
+      db.close();
+    },
+  };
+}
