@@ -1,5 +1,5 @@
 import type { Cache, TakeResult, TokenBucket } from './types.ts';
-import { takeTokens, type BucketState } from './token-bucket.ts';
+import { createLocalBuckets } from './token-bucket.ts';
 
 /**
  * The in-process cache: for a single process, and for tests of code above the interface.
@@ -10,7 +10,7 @@ import { takeTokens, type BucketState } from './token-bucket.ts';
 export function createMemoryCache(opts: { now?: () => number; sweepIntervalMs?: number } = {}): Cache {
   const now = opts.now ?? Date.now;
   const values = new Map<string, { value: string; expiresAt: number }>();
-  const buckets = new Map<string, BucketState>();
+  const buckets = createLocalBuckets(now);
   const sweep = setInterval(function sweepExpired() {
     const t = now();
     for (const [k, v] of values) if (v.expiresAt <= t) values.delete(k);
@@ -55,9 +55,7 @@ export function createMemoryCache(opts: { now?: () => number; sweepIntervalMs?: 
       buckets.delete(key);
     },
     async take(key: string, bucket: TokenBucket, cost = 1): Promise<TakeResult> {
-      const { state, result } = takeTokens(buckets.get(key), now(), bucket, cost);
-      buckets.set(key, state);
-      return result;
+      return buckets.take(key, bucket, cost);
     },
     async ping() {
       return true;

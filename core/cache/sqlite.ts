@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { takeTokens, type BucketState } from './token-bucket.ts';
+import { createLocalBuckets } from './token-bucket.ts';
 import type { Cache, TakeResult, TokenBucket } from './types.ts';
 
 /**
@@ -35,7 +35,7 @@ export function createSqliteCache(opts: { path: string; now?: () => number; swee
   const select = db.prepare('select value from kv where key = ? and expires_at > ?');
   const remove = db.prepare('delete from kv where key = ?');
   const sweep = db.prepare('delete from kv where expires_at <= ?');
-  const buckets = new Map<string, BucketState>();
+  const buckets = createLocalBuckets(now);
   let closed = false;
 
   const sweeper = setInterval(function sweepExpired() {
@@ -86,9 +86,7 @@ export function createSqliteCache(opts: { path: string; now?: () => number; swee
       buckets.delete(key);
     },
     async take(key: string, bucket: TokenBucket, cost = 1): Promise<TakeResult> {
-      const { state, result } = takeTokens(buckets.get(key), now(), bucket, cost);
-      buckets.set(key, state);
-      return result;
+      return buckets.take(key, bucket, cost);
     },
     async ping() {
       return !closed && db.isOpen;

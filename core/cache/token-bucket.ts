@@ -34,3 +34,17 @@ export function takeTokens(
     },
   };
 }
+
+/** Token buckets held in process memory, by key: the in-process limiter of the memory and SQLite caches. */
+export function createLocalBuckets(now: () => number) {
+  const buckets = new Map<string, BucketState>();
+  return {
+    take(key: string, bucket: TokenBucket, cost = 1): TakeResult {
+      const { state, result } = takeTokens(buckets.get(key), now(), bucket, cost);
+      buckets.set(key, state);
+      return result;
+    },
+    delete: (key: string) => void buckets.delete(key),
+    clear: () => buckets.clear(),
+  };
+}
