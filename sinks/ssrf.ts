@@ -5,52 +5,112 @@ import { DeliveryError } from './destinations/types.ts';
 
 /**
  * The SSRF guard for user-supplied destination URLs: addresses that are private, loopback,
- * link-local, CGNAT, unique-local, multicast or unspecified are refused. The check runs at
- * connect time, inside the HTTP client's DNS lookup, so a name that resolves to a public
- * address when checked and a private one when connecting (DNS rebinding) is still refused.
+ * link-local, CGNAT, unique-local, multicast, reserved or unspecified are refused, and an
+ * IPv6 address that embeds an IPv4 one is judged by the IPv4 address inside it. The check
+ * runs at connect time, inside the HTTP client's DNS lookup, so a name that resolves to a
+ * public address when checked and a private one when connecting (DNS rebinding) is still
+ * refused; a literal private address is refused up front, and when the destination is
+ * created ({@link privateLiteral}).
  */
 const blocked = new BlockList();
 for (const [net, prefix] of [
-  ['0.0.0.0', 8],
+  ['0.0.0.0', 8], // "this network"
   ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
+  ['100.64.0.0', 10], // CGNAT
   ['127.0.0.0', 8],
   ['169.254.0.0', 16],
   ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
+  ['192.0.0.0', 24], // IETF protocol assignments
+  ['192.0.2.0', 24], // documentation (TEST-NET-1, -2, -3)
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['192.88.99.0', 24], // 6to4 relay anycast
   ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
+  ['198.18.0.0', 15], // benchmarking
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, and the broadcast address
 ] as const) {
   blocked.addSubnet(net, prefix, 'ipv4');
 }
 for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['64:ff9b::', 96],
+  ['::', 96], // unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d (judged by the IPv4 address first)
+  ['100::', 64], // discard-only
+  ['2001:db8::', 32], // documentation
+  ['2001::', 23], // IETF protocol assignments (Teredo inside is judged by its IPv4 addresses first)
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
 ] as const) {
   blocked.addSubnet(net, prefix, 'ipv6');
+}
+
+/** The eight 16-bit groups of an IPv6 address literal (a trailing dotted quad included). */
+function ipv6Groups(address: string): number[] | undefined {
+  let text = address.toLowerCase().replace(/%.*$/, '');
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (quad) {
+    const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const parse = (part: string) => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
+  const left = parse(head);
+  const right = tail === undefined ? [] : parse(tail);
+  const fill = tail === undefined ? 0 : 8 - left.length - right.length;
+  const groups = [...left, ...Array<number>(fill).fill(0), ...right];
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
+}
+
+const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+
+/**
+ * The IPv4 addresses an IPv6 address carries, by the forms that route to them:
+ * IPv4-compatible (::a.b.c.d), IPv4-mapped (::ffff:a.b.c.d), IPv4-translated
+ * (::ffff:0:a.b.c.d), NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48), 6to4
+ * (2002:AABB:CCDD::/48) and Teredo (2001:0::/32: the server, and the client's address
+ * stored inverted).
+ */
+function embeddedIpv4(g: number[]): string[] {
+  const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (zeros(0, 5) && (g[5] === 0 || g[5] === 0xffff) && !(g[5] === 0 && g[6] === 0)) return [v4(g[6]!, g[7]!)];
+  if (zeros(0, 4) && g[4] === 0xffff && g[5] === 0) return [v4(g[6]!, g[7]!)];
+  if (g[0] === 0x64 && g[1] === 0xff9b && (zeros(2, 6) || g[2] === 1)) return [v4(g[6]!, g[7]!)];
+  if (g[0] === 0x2002) return [v4(g[1]!, g[2]!)];
+  if (g[0] === 0x2001 && g[1] === 0) return [v4(g[2]!, g[3]!), v4(g[6]! ^ 0xffff, g[7]! ^ 0xffff)];
+  return [];
 }
 
 /** Whether an IP address literal may be connected to. */
 export function isPublicAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return false;
-  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged by its IPv4 address. (A
-  // ::ffff:0:0/96 rule would not do: BlockList checks IPv4 addresses against it too.)
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return isPublicAddress(mapped[1]!);
-  // The same in hex, as WHATWG URL parsing writes it: [::ffff:127.0.0.1] → [::ffff:7f00:1].
-  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
-  if (hex) {
-    const [hi, lo] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)];
-    return isPublicAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  if (family === 4) return !blocked.check(address, 'ipv4');
+  const groups = ipv6Groups(address);
+  if (!groups) return false;
+  const inner = embeddedIpv4(groups);
+  if (inner.some((a) => !isPublicAddress(a))) return false;
+  // A form that only carries a public IPv4 address is judged by it: NAT64 and 6to4 reach
+  // public hosts through public gateways. Anything else in ::/96 (:: and ::1) is refused.
+  if (inner.length > 0 && !(groups[0] === 0x2001 && groups[1] === 0)) return true;
+  return !blocked.check(address, 'ipv6');
+}
+
+/**
+ * The reason a destination URL may not be used without `allowPrivateNetwork`, when its
+ * host is an IP literal that is not public; undefined for names (checked at connect time)
+ * and public addresses. Destination schemas call it, so such a URL is refused when the
+ * destination is created or updated, not only when it delivers.
+ */
+export function privateLiteral(url: string): string | undefined {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return undefined;
   }
-  return !blocked.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  if (!isIP(host) || isPublicAddress(host)) return undefined;
+  return `${host} is a private or reserved address: set allowPrivateNetwork: true to allow it`;
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -61,7 +121,7 @@ function guardedLookup(hostname: string, options: { all?: boolean }, callback: L
     const list = addresses as LookupAddress[];
     const refused = list.find((a) => !isPublicAddress(a.address));
     if (refused) {
-      const e = Object.assign(new Error(`${hostname} resolves to ${refused.address}, a private address`), { code: 'ERR_SSRF_BLOCKED' });
+      const e = Object.assign(new Error(`${hostname} resolves to ${refused.address}, a private or reserved address`), { code: 'ERR_SSRF_BLOCKED' });
       return callback(e, []);
     }
     if (options.all) return callback(null, list);
@@ -75,10 +135,8 @@ const openAgent = new Agent();
 
 /** A refusal of a private IP literal, before any connection is tried. */
 function refuseLiteral(target: URL): void {
-  const host = target.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) && !isPublicAddress(host)) {
-    throw new DeliveryError(`refused: ${host} is a private address (set allowPrivateNetwork: true to allow it)`, { retriable: false });
-  }
+  const reason = privateLiteral(target.href);
+  if (reason) throw new DeliveryError(`refused: ${reason}`, { retriable: false });
 }
 
 /** The guard's refusal, found on an error from undici (itself or its cause), as a DeliveryError. */

@@ -155,6 +155,9 @@ routes: [{ source: web, destination: hook }]
     const bad = await api('POST', '/api/destinations', { destination: { id: 'broken', type: 'webhook', url: 'ftp://x' } });
     expect(bad).toMatchObject({ status: 400, body: { code: 'invalid_request' } });
     expect((await api('POST', '/api/destinations', { destination: { id: 'x', type: 'carrier-pigeon' } })).status).toBe(400);
+    // A literal private address needs the opt-in when the destination is created, not only at delivery.
+    const inside = await api('POST', '/api/destinations', { destination: { id: 'inside', type: 'webhook', url: 'http://[::127.0.0.1]:1/' } });
+    expect(inside).toMatchObject({ status: 400, body: { code: 'invalid_request', message: expect.stringMatching(/url: .* private or reserved address: set allowPrivateNetwork: true/) } });
 
     // An update that sends the secret back redacted keeps the stored one.
     const updated = await api('PUT', '/api/destinations/audit', { destination: { ...created.body.destination, url: 'https://audit.example.com/v2' }, expectedVersion: v1 });

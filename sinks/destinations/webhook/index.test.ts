@@ -143,16 +143,18 @@ describe('webhook destination', () => {
 
   it('refuses private addresses unless allowPrivateNetwork is set, by IP and by name', async () => {
     received.length = 0;
-    const byIp = await webhook.deliver([ev(9)], config({ allowPrivateNetwork: false }), ctx).catch((e: unknown) => e);
+    // The schema refuses a literal private URL up front (below); the delivery checks again.
+    const unchecked = (over: object) => ({ ...config(), allowPrivateNetwork: false, ...over });
+    const byIp = await webhook.deliver([ev(9)], unchecked({}), ctx).catch((e: unknown) => e);
     expect(byIp).toMatchObject({ retriable: false });
-    expect(String((byIp as Error).message)).toMatch(/private address/);
+    expect(String((byIp as Error).message)).toMatch(/127.0.0.1 is a private or reserved address/);
     const byName = await webhook
       .deliver([ev(9)], config({ allowPrivateNetwork: false, url: url.replace('127.0.0.1', 'localhost') }), ctx)
       .catch((e: unknown) => e);
     expect(byName).toMatchObject({ retriable: false });
-    expect(String((byName as Error).message)).toMatch(/localhost resolves to .* a private address/);
+    expect(String((byName as Error).message)).toMatch(/localhost resolves to .* a private or reserved address/);
     const mapped = await webhook
-      .deliver([ev(9)], config({ allowPrivateNetwork: false, url: url.replace('127.0.0.1', '[::ffff:127.0.0.1]') }), ctx)
+      .deliver([ev(9)], unchecked({ url: url.replace('127.0.0.1', '[::ffff:127.0.0.1]') }), ctx)
       .catch((e: unknown) => e);
     expect(mapped).toMatchObject({ retriable: false });
     expect(received).toHaveLength(0);
@@ -164,6 +166,48 @@ describe('webhook destination', () => {
     }
     for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) expect(isPublicAddress(a), a).toBe(true);
     expect(isPublicAddress('not-an-ip')).toBe(false);
+  });
+
+  it('judges an IPv6 address that embeds an IPv4 one by the IPv4 address, and refuses the reserved ranges', () => {
+    // As WHATWG URL parsing writes them: [::127.0.0.1] becomes [::7f00:1].
+    const host = (u: string) => new URL(u).hostname.replace(/^\[|\]$/g, '');
+    const refused = [
+      host('http://[::127.0.0.1]:1/'), // IPv4-compatible
+      '::127.0.0.1',
+      '::10.0.0.1',
+      '::ffff:0:127.0.0.1', // IPv4-translated
+      '64:ff9b::127.0.0.1', // NAT64
+      '64:ff9b::a00:1',
+      '64:ff9b:1::c0a8:101', // NAT64, local use
+      '2002:7f00:1::1', // 6to4 of 127.0.0.1
+      '2002:c0a8:101::', // 6to4 of 192.168.1.1
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2', // Teredo (client 192.0.2.45)
+      '::',
+      '0.1.2.3',
+      '224.0.0.1',
+      '255.255.255.255',
+      '192.0.2.1',
+      '198.51.100.7',
+      '203.0.113.9',
+      'ff02::1',
+      '2001:db8::1',
+      '100::1',
+      'fec0::1',
+    ];
+    for (const a of refused) expect(isPublicAddress(a), a).toBe(false);
+    for (const a of ['64:ff9b::8.8.8.8', '2002:808:808::1', '::ffff:8.8.8.8']) expect(isPublicAddress(a), a).toBe(true);
+  });
+
+  it('refuses a literal private URL when the destination is created, unless allowPrivateNetwork is set', () => {
+    for (const u of ['http://127.0.0.1:9/hook', 'http://[::127.0.0.1]:1/', 'http://[64:ff9b::a00:1]/', 'http://10.0.0.8/x']) {
+      const parsed = webhook.configSchema.safeParse({ url: u });
+      expect(parsed.success, u).toBe(false);
+      expect(parsed.error?.issues[0]).toMatchObject({ path: ['url'], message: expect.stringMatching(/private or reserved address: set allowPrivateNetwork: true/) });
+      expect(webhook.configSchema.safeParse({ url: u, allowPrivateNetwork: true }).success, u).toBe(true);
+    }
+    // Names are checked when connecting (DNS can change); public literals pass.
+    expect(webhook.configSchema.safeParse({ url: 'http://localhost:9/hook' }).success).toBe(true);
+    expect(webhook.configSchema.safeParse({ url: 'https://8.8.8.8/hook' }).success).toBe(true);
   });
 
   it('validates its config', () => {

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import type { Envelope } from '../../../core/envelope.ts';
-import { guardedPost } from '../../ssrf.ts';
+import { guardedPost, privateLiteral } from '../../ssrf.ts';
 import { checkStatus, unreachable } from '../http.ts';
 import type { DestinationModule } from '../types.ts';
 
@@ -26,6 +26,10 @@ const Config = z.object({
   batch: z.boolean().default(false),
   allowPrivateNetwork: z.boolean().default(false),
   timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+}).superRefine(function privateUrlNeedsOptIn(c, ctx) {
+  // Refused when the destination is created or updated, not only when it delivers.
+  const reason = c.allowPrivateNetwork ? undefined : privateLiteral(c.url);
+  if (reason) ctx.addIssue({ code: 'custom', path: ['url'], message: reason });
 });
 export type WebhookConfig = z.infer<typeof Config>;
 
