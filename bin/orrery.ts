@@ -144,7 +144,8 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         }),
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);
-      const server = await listen({ fetch: app.fetch, host: cfg.http.host, port: cfg.http.port, logger });
+      const { host, port, requestTimeoutMs, headersTimeoutMs } = cfg.http;
+      const server = await listen({ fetch: app.fetch, host, port, requestTimeoutMs, headersTimeoutMs, logger });
       // The demo belongs to the whole platform in one process: a component run alone never sets it up.
       if (args.length === 0 && adapters.store && controlPlane) {
         const baseUrl = localBaseUrl(cfg.http.host, server.port);

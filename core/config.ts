@@ -25,6 +25,14 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.coerce.number().int().min(0).max(65535).default(8080),
+      /**
+       * A request must arrive whole, headers and body, within this long, or it is answered
+       * 408 and its connection closed: a client that trickles its body (slowloris) cannot
+       * hold a connection open for long. 30 s sends a 500 KB batch at 17 KB/s.
+       */
+      requestTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(30_000),
+      /** The same for the request line and headers alone. */
+      headersTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
     })
     .prefault({}),
   kafka: z
@@ -150,6 +158,8 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'ORRERY_DATA_DIR', path: ['dataDir'] },
   { env: 'HOST', path: ['http', 'host'] },
   { env: 'PORT', path: ['http', 'port'] },
+  { env: 'HTTP_REQUEST_TIMEOUT_MS', path: ['http', 'requestTimeoutMs'] },
+  { env: 'HTTP_HEADERS_TIMEOUT_MS', path: ['http', 'headersTimeoutMs'] },
   { env: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], list: true },
   { env: 'KAFKA_CLIENT_ID', path: ['kafka', 'clientId'] },
   { env: 'KAFKA_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },

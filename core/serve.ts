@@ -20,9 +20,18 @@ export function listen(opts: {
   host: string;
   port: number;
   logger: Logger;
+  /** A request not received whole within this long is answered 408 (Node's requestTimeout). Default 30 s. */
+  requestTimeoutMs?: number;
+  /** The same for the headers alone (Node's headersTimeout). Default 10 s. */
+  headersTimeoutMs?: number;
 }): Promise<RunningServer> {
+  const requestTimeout = opts.requestTimeoutMs ?? 30_000;
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeout);
+  // Node checks the timeouts every connectionsCheckingInterval (30 s by default), which
+  // would let a slow request live up to 30 s past its timeout.
+  const serverOptions = { requestTimeout, headersTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeout / 2))) };
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: opts.fetch as never, hostname: opts.host, port: opts.port }, (info: AddressInfo) => {
+    const server = serve({ fetch: opts.fetch as never, hostname: opts.host, port: opts.port, serverOptions }, (info: AddressInfo) => {
       opts.logger.info({ host: info.address, port: info.port }, 'listening');
       resolve({
         port: info.port,
