@@ -875,3 +875,52 @@ svc_status() {
   fi
   printf '%-9s %-10s %-9s %-52s pid %s\n' "$svc" "$state" "$owner" "$addr" "${pid:--}"
 }
+
+# ensure_venv NAME VENV PYTHON REQUIREMENTS CHECK: creates, or reuses, a virtualenv at VENV
+# with the pinned REQUIREMENTS (one per line), and prints its path on stdout. CHECK is a
+# command run with the venv's path that must succeed before the venv counts as built. The
+# venv is keyed on a hash of the pins and the Python version: change either and the next
+# call rebuilds it. Built in place (a venv's scripts hardcode its path) under a lock, so
+# two test runs never build it at once.
+ensure_venv() {
+  local name=$1 venv=$2 python=$3 requirements=$4 check=$5
+  local stamp="$venv/.orrery-requirements" # written last: its presence means a complete venv
+  local key
+  key="$({
+    printf '%s' "$requirements"
+    "$python" -c 'import sys, platform; print(sys.version, platform.machine())'
+  } | sha256sum | cut -c1-32)"
+  if [[ -f $stamp && $(<"$stamp") == "$key" ]]; then
+    echo "$venv"
+    return 0
+  fi
+  mkdir -p "$(dirname "$venv")"
+  (
+    exec 9>"$venv.lock"
+    flock -w 1200 9 || die "timed out waiting for another build of $venv"
+    # Another caller (a second test run) may have built it while we waited for the lock.
+    if [[ -f $stamp && $(<"$stamp") == "$key" ]]; then exit 0; fi
+    local started=$SECONDS
+    log "$name: building the virtualenv in $venv (pins changed or first use; takes a minute or two)"
+    rm -rf "$venv"
+    if ! "$python" -m venv "$venv" >&2; then
+      # Debian's own python3 ships venv's ensurepip separately.
+      rm -rf "$venv"
+      local minor
+      minor=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      log "$name: $python -m venv failed; installing Debian's python$minor-venv"
+      init_state_root
+      apt_install "python$minor-venv"
+      "$python" -m venv "$venv" >&2 || die "$python -m venv $venv failed"
+    fi
+    local pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input -q)
+    "${pip[@]}" install --upgrade pip >&2 || die "could not upgrade pip in $venv"
+    local reqs
+    mapfile -t reqs < <(printf '%s' "$requirements" | grep .)
+    "${pip[@]}" install "${reqs[@]}" >&2 || die "pip install for $name failed (is PyPI reachable?)"
+    "$check" "$venv" || die "the new $name venv does not work: its check failed ($check $venv)"
+    printf '%s\n' "$key" >"$stamp"
+    log "$name: ready in $((SECONDS - started))s"
+  ) || exit 1
+  echo "$venv"
+}
