@@ -7,7 +7,7 @@ import { ConfigError } from '../core/errors.ts';
 import { createLogger, redactUrl } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
 import { createOpsRoutes } from '../core/ops.ts';
-import { listen, onShutdown } from '../core/serve.ts';
+import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
 import { createIngestComponent } from '../ingest/main.ts';
@@ -144,6 +144,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         }),
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);
+      app.notFound(unmatchedRoutes(app));
       const { host, port, requestTimeoutMs, headersTimeoutMs } = cfg.http;
       const server = await listen({ fetch: app.fetch, host, port, requestTimeoutMs, headersTimeoutMs, logger });
       // The demo belongs to the whole platform in one process: a component run alone never sets it up.

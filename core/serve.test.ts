@@ -1,8 +1,9 @@
 import { connect } from 'node:net';
 import { once } from 'node:events';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from './logger.ts';
-import { listen } from './serve.ts';
+import { listen, unmatchedRoutes } from './serve.ts';
 
 /** Sends `head` then `body` a byte at a time every `everyMs`, and returns all the server answered once it closes. */
 async function trickle(port: number, head: string, body: string, everyMs: number): Promise<string> {
@@ -53,5 +54,39 @@ describe('listen: slow clients', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('unmatchedRoutes', () => {
+  const app = new Hono();
+  app.use('/v1/*', async (_c, next) => next());
+  app.post('/v1/track', (c) => c.text('ok'));
+  app.get('/v1/pixel/:type', (c) => c.text('gif'));
+  app.put('/api/items/:id{[0-9]+}', (c) => c.text('put'));
+  app.delete('/api/items/:id{[0-9]+}', (c) => c.text('deleted'));
+  app.notFound(unmatchedRoutes(app));
+
+  it('answers 405 with Allow for a path served with other methods', async () => {
+    const res = await app.request('/v1/track', { method: 'PATCH' });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('POST');
+    expect(await res.json()).toMatchObject({ success: false, code: 'method_not_allowed' });
+    const pixel = await app.request('/v1/pixel/track', { method: 'POST' });
+    expect(pixel.status).toBe(405);
+    expect(pixel.headers.get('allow')).toBe('GET, HEAD');
+    const item = await app.request('/api/items/42', { method: 'GET' });
+    expect(item.headers.get('allow')).toBe('DELETE, PUT');
+  });
+
+  it('answers 404 where no route has the path, whatever its method', async () => {
+    for (const [path, method] of [['/v1/nothing', 'POST'], ['/api/items/abc', 'PUT'], ['/', 'GET']] as const) {
+      const res = await app.request(path, { method });
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(await res.json()).toMatchObject({ success: false, code: 'not_found' });
+    }
+  });
+
+  it('leaves matched routes alone', async () => {
+    expect(await (await app.request('/v1/track', { method: 'POST' })).text()).toBe('ok');
   });
 });

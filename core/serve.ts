@@ -1,4 +1,5 @@
 import { serve } from '@hono/node-server';
+import type { Context, Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Logger } from './logger.ts';
@@ -78,4 +79,38 @@ export function onShutdown(logger: Logger, stop: () => Promise<void>, opts: { ti
   };
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
+}
+
+/** A Hono route pattern (`/v1/pixel/:type`, `/api/x/:id{[0-9]+}`, `/static/*`) as a RegExp. */
+function routePattern(path: string): RegExp {
+  let re = '';
+  for (const part of path.split(/(:[A-Za-z0-9_]+(?:\{[^}]*\})?\??|\*)/)) {
+    if (part === '*') re += '.*';
+    else if (part.startsWith(':')) {
+      const custom = /\{([^}]*)\}/.exec(part)?.[1];
+      re += part.endsWith('?') ? `(?:${custom ?? '[^/]+'})?` : `(?:${custom ?? '[^/]+'})`;
+    } else re += part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}/?$`);
+}
+
+/**
+ * The app's answer to a request no route took: 405 with an `Allow` header when the path is
+ * served with other methods (as HTTP asks, and as OpenAPI clients and fuzzers expect), 404
+ * otherwise; both in the error body every surface uses. Install it last, once every
+ * route is registered: `app.notFound(unmatchedRoutes(app))`.
+ */
+export function unmatchedRoutes(app: Hono): (c: Context) => Response {
+  let table: Array<{ pattern: RegExp; method: string }> | undefined;
+  return function notFoundOrNotAllowed(c) {
+    // Built on first use: by then every component has registered its routes.
+    table ??= app.routes.filter((r) => r.method !== 'ALL').map((r) => ({ pattern: routePattern(r.path), method: r.method }));
+    const allowed = new Set(table.filter((r) => r.pattern.test(c.req.path)).map((r) => r.method));
+    if (allowed.size > 0) {
+      if (allowed.has('GET')) allowed.add('HEAD');
+      const allow = [...allowed].sort().join(', ');
+      return c.json({ success: false, code: 'method_not_allowed', message: `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow})` }, 405, { allow });
+    }
+    return c.json({ success: false, code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404);
+  };
 }
