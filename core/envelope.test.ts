@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeEnvelope, encodeEnvelope, Envelope, eventKey, type Envelope as EnvelopeT } from './envelope.ts';
+import { ClientTimestamp, decodeEnvelope, encodeEnvelope, Envelope, envelopeTimestamp, eventKey, nestsDeeperThan, TIMESTAMP_RANGE, type Envelope as EnvelopeT } from './envelope.ts';
 
 const base: EnvelopeT = {
   v: 1,
@@ -50,5 +50,44 @@ describe('envelope', () => {
   it('keys by source and user, falling back to anonymousId', () => {
     expect(eventKey('s', { userId: 'u', anonymousId: 'a' })).toBe('s:u');
     expect(eventKey('s', { anonymousId: 'a' })).toBe('s:a');
+  });
+
+  it('what envelopeTimestamp writes at the ends of the range is what the schema takes; one ms beyond, neither', () => {
+    for (const ms of [TIMESTAMP_RANGE.min, TIMESTAMP_RANGE.max, 0, Date.parse('2026-11-27T10:00:00Z')]) {
+      expect(Envelope.safeParse({ ...base, timestamp: envelopeTimestamp(ms) }).success, String(ms)).toBe(true);
+    }
+    expect(envelopeTimestamp(TIMESTAMP_RANGE.min - 1)).toBeUndefined();
+    expect(envelopeTimestamp(TIMESTAMP_RANGE.max + 1)).toBeUndefined();
+    expect(envelopeTimestamp(8.64e15 + 1)).toBeUndefined();
+  });
+
+  it.each([
+    ['0000-06-01T00:00:00.000Z', false],
+    ['0001-01-01T00:30:00+01:00', false],
+    ['9999-12-31T23:30:00-01:00', false],
+    ['+010000-01-01T00:00:00.000Z', false],
+    ['2026-11-27T10:00:00', false],
+    ['0000-12-31T23:30:00-01:00', true],
+    ['0001-01-01T12:00:00+01:00', true],
+    ['9999-12-31T12:00:00-01:00', true],
+    ['2026-11-27T10:00:00+05:30', true],
+  ])('envelope timestamp %s → %s: the instant in UTC decides, Z or an offset required', (iso, ok) => {
+    expect(Envelope.safeParse({ ...base, timestamp: iso }).success).toBe(ok);
+  });
+
+  it('client timestamps: ISO-8601 (no offset is UTC) or epoch ms within the range; "" is absent', () => {
+    for (const v of ['2026-11-27T10:00', '2026-11-27T10:00:00.123456+01:00', 0, TIMESTAMP_RANGE.max, '']) expect(ClientTimestamp.safeParse(v).success, String(v)).toBe(true);
+    for (const v of ['yesterday', '1', '2024-02-30T00:00:00Z', '2024-01-01T00:00:00+0100', TIMESTAMP_RANGE.max + 1, '+010000-01-01T00:00:00Z', true]) {
+      expect(ClientTimestamp.safeParse(v).success, String(v)).toBe(false);
+    }
+  });
+
+  it('nestsDeeperThan counts objects and arrays, the value itself first', () => {
+    expect(nestsDeeperThan({ a: [1] }, 2)).toBe(false);
+    expect(nestsDeeperThan({ a: [[1]] }, 2)).toBe(true);
+    expect(nestsDeeperThan('x', 0)).toBe(false);
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(nestsDeeperThan(deep, 64)).toBe(true);
   });
 });

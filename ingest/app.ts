@@ -6,7 +6,7 @@ import { InputError, OrreryError } from '../core/errors.ts';
 import { enrich } from './enrich.ts';
 import { buildOpenApi } from './openapi.ts';
 import type { Source, SourceResolver } from './sources.ts';
-import { BatchRequest, LIMITS, parseJson, validateMessage, type ValidMessage } from './validate.ts';
+import { LIMITS, parseJson, validateBatch, validateMessage, type ValidBatch, type ValidMessage } from './validate.ts';
 
 /**
  * The ingest app: Segment's HTTP Tracking API on Hono. A pure factory: it never listens
@@ -167,7 +167,7 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     return source;
   }
 
-  async function accept(c: Context<Env>, source: Source, valid: ValidMessage[], batch?: BatchRequest): Promise<Response> {
+  async function accept(c: Context<Env>, source: Source, valid: ValidMessage[], batch?: ValidBatch): Promise<Response> {
     const bucket = source.rateLimit ?? deps.defaultRateLimit;
     if (bucket && deps.limiter) {
       const taken = await deps.limiter.take(`ratelimit:${source.id}`, bucket, valid.length);
@@ -181,17 +181,17 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     }
     const receivedAt = now();
     const ip = deps.clientIp?.(c);
-    const batchSentAt = batch?.sentAt ? Date.parse(String(batch.sentAt)) : undefined;
     const records: IngestRecord[] = new Array(valid.length);
     for (let i = 0; i < valid.length; i++) {
       const { key, envelope } = enrich(valid[i]!, {
         sourceId: source.id,
         receivedAt,
         ip,
-        batchContext: batch?.context,
-        batchIntegrations: batch?.integrations,
-        batchSentAt: Number.isFinite(batchSentAt) ? batchSentAt : undefined,
+        batchContext: batch?.batch.context,
+        batchIntegrations: batch?.batch.integrations,
+        batchSentAt: batch?.sentAt,
         newId,
+        index: batch ? i : undefined,
       });
       // One serialisation per event; its length also enforces the per-event limit. The
       // envelope adds a few hundred bytes to what the client sent, hence the slack.
@@ -219,10 +219,9 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
   for (const path of BATCH_PATHS) {
     app.post(`/v1/${path}`, tooLarge(LIMITS.maxBatchBytes), async function batch(c) {
       const body = parseJson(await readBody(c, LIMITS.maxBatchBytes));
-      const parsed = BatchRequest.safeParse(body);
-      if (!parsed.success) throw new InputError('invalid_batch', 'the body must be an object with a "batch" array');
-      const source = await authenticate(c, parsed.data.writeKey);
-      const items = parsed.data.batch;
+      const parsed = validateBatch(body);
+      const source = await authenticate(c, parsed.batch.writeKey);
+      const items = parsed.batch.batch;
       if (items.length === 0) throw new InputError('empty_batch', 'the batch holds no messages');
       if (items.length > LIMITS.maxBatchEvents) {
         throw new InputError('too_many_events', `a batch may hold at most ${LIMITS.maxBatchEvents} messages`, 400, { count: items.length });
@@ -230,7 +229,7 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
       // The whole batch is refused when any item is invalid, so a 2xx always means every
       // event was taken; the error names the first offending index.
       const valid = items.map((item, index) => validateMessage(item, { index }));
-      return accept(c, source, valid, parsed.data);
+      return accept(c, source, valid, parsed);
     });
   }
 

@@ -1,4 +1,5 @@
-import { ENVELOPE_VERSION, eventKey, type Envelope } from '../core/envelope.ts';
+import { ENVELOPE_VERSION, envelopeTimestamp, eventKey, TIMESTAMP_RANGE, type Envelope } from '../core/envelope.ts';
+import { InputError } from '../core/errors.ts';
 import type { ValidMessage } from './validate.ts';
 
 export interface EnrichContext {
@@ -12,27 +13,42 @@ export interface EnrichContext {
   batchIntegrations?: Record<string, unknown> | null | undefined;
   batchSentAt?: number | undefined;
   newId: () => string;
+  /** The item's index in a batch, for the error when its timestamp cannot be corrected. */
+  index?: number | undefined;
 }
 
 /**
  * Enriches a validated message into the envelope, as Segment does:
  * - a `messageId` when absent;
  * - `receivedAt`;
- * - `originalTimestamp` is the client's timestamp, and when `sentAt` is known the
- *   timestamp is corrected for the device's clock skew:
- *   `timestamp = receivedAt − (sentAt − originalTimestamp)`;
+ * - `originalTimestamp` is the client's timestamp (or its `originalTimestamp` when it sent
+ *   no timestamp), and when `sentAt` is known the timestamp is corrected for the device's
+ *   clock skew: `timestamp = receivedAt − (sentAt − originalTimestamp)`;
  * - `context.ip` from the connection, unless the client set one;
  * - batch-level `context` and `integrations` merged under the item's own;
- * - the `sourceId`; the write key is dropped.
+ * - the `sourceId`; the write key and any `routing` the client sent are dropped (only the
+ *   router routes), and the ids and timestamps are the validated ones, never the client's
+ *   raw values: an empty id is left out, every timestamp is written as ISO-8601 in UTC.
+ * The result always passes the envelope schema. Throws an InputError only when the skew
+ * correction leaves TIMESTAMP_RANGE (stamps millennia apart).
  * Pure: time, ids and the address come in through `ctx`.
  */
 export function enrich(valid: ValidMessage, ctx: EnrichContext): { key: string; envelope: Envelope } {
   const { msg } = valid;
-  const { writeKey: _dropped, ...rest } = msg;
+  const { writeKey: _key, routing: _routing, userId: _u, anonymousId: _a, timestamp: _t, originalTimestamp: _o, sentAt: _s, ...rest } = msg;
   const sentAt = valid.sentAt ?? ctx.batchSentAt;
   const original = valid.timestamp;
-  const timestamp =
-    original === undefined ? ctx.receivedAt : sentAt === undefined ? original : ctx.receivedAt - (sentAt - original);
+  const timestamp = envelopeTimestamp(
+    original === undefined ? ctx.receivedAt : sentAt === undefined ? original : ctx.receivedAt - (sentAt - original),
+  );
+  if (timestamp === undefined) {
+    throw new InputError(
+      'invalid_timestamp',
+      `timestamp corrected for clock skew, receivedAt − (sentAt − timestamp), falls outside ${TIMESTAMP_RANGE.text}`,
+      400,
+      { ...(ctx.index === undefined ? {} : { index: ctx.index }), field: 'sentAt' },
+    );
+  }
 
   const context: Record<string, unknown> = { ...ctx.batchContext, ...msg.context };
   if (context.ip === undefined && ctx.ip !== undefined) context.ip = ctx.ip;
@@ -48,9 +64,10 @@ export function enrich(valid: ValidMessage, ctx: EnrichContext): { key: string; 
     ...(valid.anonymousId !== undefined ? { anonymousId: valid.anonymousId } : {}),
     context,
     ...(integrations ? { integrations } : {}),
-    timestamp: new Date(timestamp).toISOString(),
-    ...(original !== undefined ? { originalTimestamp: new Date(original).toISOString() } : {}),
-    ...(sentAt !== undefined ? { sentAt: new Date(sentAt).toISOString() } : {}),
+    timestamp,
+    // Validated within TIMESTAMP_RANGE, so these are never undefined.
+    ...(original !== undefined ? { originalTimestamp: envelopeTimestamp(original) } : {}),
+    ...(sentAt !== undefined ? { sentAt: envelopeTimestamp(sentAt) } : {}),
     receivedAt: new Date(ctx.receivedAt).toISOString(),
   } as Envelope;
   return { key: eventKey(ctx.sourceId, envelope), envelope };

@@ -1,13 +1,17 @@
 import { z } from 'zod';
+import { MAX_JSON_DEPTH } from '../core/envelope.ts';
 import { BatchRequest, InboundMessage, LIMITS } from './validate.ts';
 
 const Success = z.object({ success: z.literal(true) });
 const ErrorBody = z.object({
   success: z.literal(false),
-  code: z.string().describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_json, payload_too_large, invalid_write_key, rate_limited'),
+  code: z
+    .string()
+    .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, payload_too_large, invalid_write_key, rate_limited'),
   message: z.string(),
   index: z.number().int().optional().describe('for a batch: the offending message'),
-  field: z.string().optional(),
+  field: z.string().optional().describe('the offending field, for invalid_field, invalid_timestamp and nesting_too_deep'),
+  maxDepth: z.number().int().optional().describe(`for nesting_too_deep: the limit (${MAX_JSON_DEPTH})`),
 });
 
 const CALLS = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
@@ -20,7 +24,7 @@ const SHORT: Record<(typeof CALLS)[number], string> = { track: 't', identify: 'i
 export function buildOpenApi(): Record<string, unknown> {
   const schema = (s: z.ZodType) => z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
   const errors = {
-    '400': { description: 'Invalid JSON, an invalid message, or a payload over the limits (as Segment)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '400': { description: `Invalid JSON, an invalid message (a bad timestamp, a field nesting deeper than ${MAX_JSON_DEPTH} levels), or a payload over the limits (as Segment)`, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '401': { description: 'Missing, unknown or disabled write key', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '403': { description: 'Origin not allowed for this source', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '429': { description: 'Over the source rate limit; see Retry-After and X-RateLimit-Reset (seconds)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },

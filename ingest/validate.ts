@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CALL_TYPES, jsonObject, MESSAGE_ID_MAX, type CallType } from '../core/envelope.ts';
+import { CALL_TYPES, clientTimestampMs, ClientTimestamp, jsonObject, MAX_JSON_DEPTH, MESSAGE_ID_MAX, nestsDeeperThan, TIMESTAMP_RANGE, type CallType } from '../core/envelope.ts';
 import { InputError } from '../core/errors.ts';
 
 /**
@@ -19,15 +19,18 @@ const id = z
   .union([z.string(), z.number()])
   .transform((v) => String(v))
   .nullish();
-const obj = jsonObject.nullish();
-const stamp = z.union([z.string(), z.number()]).nullish();
+const userOrAnon = id.describe('a string or number (sent on as a string); an empty string counts as absent, and a message needs userId or anonymousId');
+const obj = jsonObject.nullish().describe(`a JSON object nesting at most ${MAX_JSON_DEPTH} levels of objects and arrays (every field of a message is held to that)`);
+const stamp = ClientTimestamp.nullish();
+/** The fields that hold a ClientTimestamp; a bad one is `invalid_timestamp`, not `invalid_field`. */
+const STAMP_FIELDS = new Set(['timestamp', 'originalTimestamp', 'sentAt']);
 
 /** One message as an SDK sends it (before enrichment). Unknown fields are kept. */
 export const InboundMessage = z.looseObject({
   type: z.string().optional().describe('track, identify, page, screen, group or alias; set by the path for single calls'),
   messageId: z.string().nullish(),
-  userId: id,
-  anonymousId: id,
+  userId: userOrAnon,
+  anonymousId: userOrAnon,
   event: z.string().nullish(),
   name: z.string().nullish(),
   category: z.string().nullish(),
@@ -37,9 +40,10 @@ export const InboundMessage = z.looseObject({
   traits: obj,
   context: obj,
   integrations: obj,
-  timestamp: stamp,
-  originalTimestamp: stamp,
-  sentAt: stamp,
+  timestamp: stamp.describe('when the event happened on the client; absent: when it was received'),
+  originalTimestamp: stamp.describe('the client time when there is no timestamp (RudderStack SDKs send this one)'),
+  sentAt: stamp.describe('when the client sent it: with a client time, the timestamp is corrected for clock skew'),
+  routing: z.unknown().optional().describe("Orrery's own: dropped from what a client sends, as v, sourceId and receivedAt are overwritten"),
   writeKey: z.string().optional(),
 });
 export type InboundMessage = z.infer<typeof InboundMessage>;
@@ -53,14 +57,24 @@ export const BatchRequest = z.looseObject({
 });
 export type BatchRequest = z.infer<typeof BatchRequest>;
 
-/** A message that passed validation: identity present, timestamps parsed. */
+/** A message that passed validation: identity present (an empty id is absent), timestamps parsed. */
 export interface ValidMessage {
   msg: InboundMessage;
   type: CallType;
   userId: string | undefined;
   anonymousId: string | undefined;
-  /** ms since epoch, or undefined when absent. */
+  /**
+   * The client's time of the event, ms since epoch: its `timestamp`, else its
+   * `originalTimestamp` (what RudderStack SDKs send); undefined when neither.
+   */
   timestamp: number | undefined;
+  sentAt: number | undefined;
+}
+
+/** Batch-level fields that apply to every item, validated. */
+export interface ValidBatch {
+  batch: BatchRequest;
+  /** ms since epoch, or undefined when absent. */
   sentAt: number | undefined;
 }
 
@@ -70,12 +84,26 @@ function fail(code: string, message: string, index: number | undefined, extra: R
   throw new InputError(code, message, 400, index === undefined ? extra : { index, ...extra });
 }
 
-/** Parses an ISO-8601 string (or epoch ms) the way SDKs send them; undefined when absent. */
-function parseStamp(value: unknown, field: string, index: number | undefined): number | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const ms = typeof value === 'number' ? value : Date.parse(value as string);
-  if (!Number.isFinite(ms)) fail('invalid_timestamp', `${field} is not an ISO-8601 date`, index, { field });
-  return ms;
+/** Turns the first zod issue into Segment-style codes: timestamps get their own. */
+function failParse(error: z.ZodError, index: number | undefined): never {
+  const issue = error.issues[0]!;
+  const field = issue.path.join('.');
+  if (issue.path.length === 1 && STAMP_FIELDS.has(field)) {
+    fail('invalid_timestamp', `${field} must be an ISO-8601 date-time or epoch milliseconds within ${TIMESTAMP_RANGE.text}`, index, { field });
+  }
+  fail('invalid_field', `${field}: ${issue.message}`, index, { field });
+}
+
+/**
+ * Refuses a field that nests deeper than MAX_JSON_DEPTH, before anything recursive (zod does
+ * not descend into JSON objects; JSON.stringify would, and overflow the stack).
+ */
+function checkDepth(o: Record<string, unknown>, index: number | undefined, fields: Iterable<string> = Object.keys(o)): void {
+  for (const field of fields) {
+    if (nestsDeeperThan(o[field], MAX_JSON_DEPTH)) {
+      fail('nesting_too_deep', `${field} nests deeper than ${MAX_JSON_DEPTH} levels of objects and arrays`, index, { field, maxDepth: MAX_JSON_DEPTH });
+    }
+  }
 }
 
 /**
@@ -86,12 +114,9 @@ function parseStamp(value: unknown, field: string, index: number | undefined): n
 export function validateMessage(raw: unknown, opts: { type?: CallType; index?: number }): ValidMessage {
   const { index } = opts;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('invalid_message', 'a message must be a JSON object', index);
+  checkDepth(raw as Record<string, unknown>, index);
   const parsed = InboundMessage.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path.join('.');
-    fail('invalid_field', `${field}: ${issue.message}`, index, { field });
-  }
+  if (!parsed.success) failParse(parsed.error, index);
   const msg = parsed.data;
   const type = opts.type ?? msg.type;
   if (type === undefined || type === '') fail('missing_type', 'every batch item needs a type', index);
@@ -112,9 +137,24 @@ export function validateMessage(raw: unknown, opts: { type?: CallType; index?: n
     type: type as CallType,
     userId,
     anonymousId,
-    timestamp: parseStamp(msg.timestamp, 'timestamp', index),
-    sentAt: parseStamp(msg.sentAt, 'sentAt', index),
+    timestamp: clientTimestampMs(msg.timestamp) ?? clientTimestampMs(msg.originalTimestamp),
+    sentAt: clientTimestampMs(msg.sentAt),
   };
+}
+
+/**
+ * Validates a batch request's own fields (its items are validated one by one). The
+ * batch-level `context` and `integrations` are merged into every item, so they are held to
+ * the same depth; its `sentAt` to the same timestamp rule.
+ */
+export function validateBatch(body: unknown): ValidBatch {
+  const parsed = BatchRequest.safeParse(body);
+  if (!parsed.success) {
+    if (parsed.error.issues[0]!.path[0] === 'sentAt') failParse(parsed.error, undefined);
+    throw new InputError('invalid_batch', 'the body must be an object with a "batch" array');
+  }
+  checkDepth(parsed.data, undefined, ['context', 'integrations']);
+  return { batch: parsed.data, sentAt: clientTimestampMs(parsed.data.sentAt) };
 }
 
 /** Parses a request body as JSON; a body that is not JSON is a 400 `invalid_json`. */
