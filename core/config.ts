@@ -110,12 +110,21 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   sinks: z
     .strictObject({
-      /** Attempts per event before it becomes a dead letter (RudderStack uses 3). */
-      maxAttempts: z.coerce.number().int().min(1).max(100).default(5),
+      /**
+       * Opt-in cap on attempts per event, the first included; unset by default: a retriable
+       * failure is retried until `maxAgeMs`, so a receiver restarting never means a replay.
+       */
+      maxAttempts: z.coerce.number().int().min(1).optional(),
       /** Give up on an event this long after its first attempt (RudderStack 180 min, Segment 4 h). */
       maxAgeMs: z.coerce.number().int().min(1).default(3 * 60 * 60 * 1000),
       backoffInitialMs: z.coerce.number().int().min(1).default(500),
-      backoffMaxMs: z.coerce.number().int().min(1).default(60_000),
+      /**
+       * Cap on one event's wait between attempts while its destination's breaker is closed
+       * (a failure of its own). An outage opens the breaker, which probes within
+       * `breakerCooldownMaxMs` and wakes every waiting event when it closes; this cap bounds
+       * the rest: 5 s keeps an event that fails alone at ≤ 1 request per 5 s per lane.
+       */
+      backoffMaxMs: z.coerce.number().int().min(1).default(5_000),
       /**
        * Users delivered at once per destination worker, for destinations that take one
        * event per call (a webhook without batch). 8 left the e2e bench's sink stage at a
@@ -129,9 +138,14 @@ export const ConfigSchema = z.strictObject({
        */
       partitionConcurrency: z.coerce.number().int().min(1).max(64).default(3),
       groupPrefix: z.string().min(1).default('orrery-sink'),
-      /** Failures in a row that open a destination's circuit, and how long it stays open. */
+      /** Retriable failures in a row that open a destination's circuit. */
       breakerThreshold: z.coerce.number().int().min(1).default(5),
-      breakerCooldownMs: z.coerce.number().int().min(100).default(10_000),
+      /**
+       * How long the circuit stays open the first time; each failed trial doubles it, up to
+       * `breakerCooldownMaxMs`. The cap is how late a destination's recovery is noticed.
+       */
+      breakerCooldownMs: z.coerce.number().int().min(10).default(100),
+      breakerCooldownMaxMs: z.coerce.number().int().min(10).default(1_000),
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
     })
     .prefault({}),
@@ -182,7 +196,9 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'SINKS_GROUP_PREFIX', path: ['sinks', 'groupPrefix'] },
   { env: 'SINKS_CONCURRENCY', path: ['sinks', 'concurrency'] },
   { env: 'SINKS_PARTITION_CONCURRENCY', path: ['sinks', 'partitionConcurrency'] },
+  { env: 'SINKS_BREAKER_THRESHOLD', path: ['sinks', 'breakerThreshold'] },
   { env: 'SINKS_BREAKER_COOLDOWN_MS', path: ['sinks', 'breakerCooldownMs'] },
+  { env: 'SINKS_BREAKER_COOLDOWN_MAX_MS', path: ['sinks', 'breakerCooldownMaxMs'] },
   { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
   { env: 'ROUTER_PARTITION_CONCURRENCY', path: ['router', 'partitionConcurrency'] },
 ];

@@ -80,7 +80,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
           },
           concurrency: config.sinks.concurrency,
           partitionConcurrency: config.sinks.partitionConcurrency,
-          breaker: { threshold: config.sinks.breakerThreshold, cooldownMs: config.sinks.breakerCooldownMs },
+          breaker: { threshold: config.sinks.breakerThreshold, cooldownMs: config.sinks.breakerCooldownMs, maxCooldownMs: config.sinks.breakerCooldownMaxMs },
           fetch: globalThis.fetch,
           logger: log,
           metrics,
@@ -107,7 +107,8 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
     worker: (id) => workers.get(id)?.worker,
     checks: {
       breakers: async () => {
-        const open = [...workers].filter(([, w]) => w.worker.breaker().state() === 'open').map(([id]) => id);
+        // Half-open is still down: the breaker is between trials or waiting on one.
+        const open = [...workers].filter(([, w]) => w.worker.breaker().state() !== 'closed').map(([id]) => id);
         return open.length === 0 ? 'ok' : { status: 'degraded', detail: `circuit open: ${open.join(', ')}` };
       },
     },

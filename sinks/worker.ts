@@ -10,10 +10,14 @@ import type { NewDeadLetter } from './dead-letters.ts';
 import { DeliveryError, type DestinationModule } from './destinations/types.ts';
 
 export interface RetryPolicy {
-  /** Attempts per event, the first included (RudderStack: 3). */
-  maxAttempts: number;
-  /** Give up on an event this long after its first attempt (RudderStack: 180 min, Segment: 4 h). */
+  /**
+   * Give up on an event this long after its first attempt (RudderStack: 180 min, Segment:
+   * 4 h): until then a retriable failure is retried, however many attempts it took.
+   */
   maxAgeMs: number;
+  /** Opt-in: also give up after this many attempts, the first included. Unset: no limit. */
+  maxAttempts?: number | undefined;
+  /** Between the attempts of one event while the breaker is closed. */
   backoff: BackoffPolicy;
 }
 
@@ -42,7 +46,8 @@ export interface SinkWorkerOptions {
   fetch: typeof fetch;
   logger: Logger;
   metrics?: SinkMetrics;
-  breaker?: { threshold: number; cooldownMs: number };
+  /** Defaults: 5 failures in a row; open for 100 ms, doubling per failed trial up to 1 s. */
+  breaker?: { threshold: number; cooldownMs: number; maxCooldownMs: number };
   now?: () => number;
 }
 
@@ -68,9 +73,17 @@ interface Pending {
  * The fast path sends the batch in chunks of the module's batch size, in offset order,
  * across users. When a chunk fails, its events move to per-user lanes, and so does every
  * later event of those users in the batch: a user whose event is retrying holds back only
- * that user's later events. Lanes run concurrently and retry one event at a time with
- * backoff (honouring Retry-After) until it is delivered, refused for good (4xx), or past
- * the attempts or age of the policy, when it becomes a dead letter and the lane moves on.
+ * that user's later events. Lanes run concurrently and retry one event at a time until it
+ * is delivered, refused for good (4xx), or older than the policy's `maxAgeMs` (or past its
+ * opt-in `maxAttempts`), when it becomes a dead letter and the lane moves on.
+ *
+ * Between attempts an event waits its own backoff (honouring Retry-After) while the
+ * destination's breaker is closed: its failure was its own. When the breaker is open the
+ * destination is down for everyone, and the event waits on the breaker instead, which
+ * lets one trial through at a time on a schedule capped at about a second; the trial that
+ * succeeds closes the breaker and wakes every waiting lane, also those in a backoff. So
+ * recovery is noticed within the breaker's cap however long the outage, and waiting on
+ * the breaker is never an attempt.
  * The batch's offsets are committed when every event is delivered or dead-lettered, so a
  * crash re-reads the batch: delivered messageIds are remembered, and are not sent again.
  *
@@ -80,7 +93,12 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   const now = opts.now ?? Date.now;
   const log = opts.logger.child({ destination: opts.destination.id, type: opts.module.type });
   const config = opts.module.configSchema.parse(opts.destination);
-  const breaker = createBreaker({ threshold: opts.breaker?.threshold ?? 5, cooldownMs: opts.breaker?.cooldownMs ?? 10_000, now });
+  const breaker = createBreaker({
+    threshold: opts.breaker?.threshold ?? 5,
+    cooldownMs: opts.breaker?.cooldownMs ?? 100,
+    maxCooldownMs: opts.breaker?.maxCooldownMs ?? 1_000,
+    now,
+  });
   // Stopping ends the waits between retries at once; deliveries already on the wire get a
   // grace period to finish before they are aborted too.
   const stopping = new AbortController();
@@ -91,18 +109,27 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
 
   /** The half-open trial in flight, if any: while it runs, the others wait for its outcome. */
   let trial: Promise<void> | undefined;
+  /** Aborted (and replaced) when the breaker closes after being open: ends the lanes' backoffs. */
+  let recovery = new AbortController();
+  breaker.onRecover(() => {
+    const recovered = recovery;
+    recovery = new AbortController();
+    recovered.abort();
+    log.info('circuit closed: the destination answered');
+  });
   /** The group heartbeat of the batch in hand (any batch's keeps this member alive). */
   let heartbeat: () => Promise<void> = async () => {};
 
   /**
    * Waits `ms`, telling the group we are alive every few seconds: a wait on the breaker or
    * a backoff can outlast the session timeout, and a member that goes quiet loses its
-   * partitions, so its batch would be read (and delivered) again elsewhere.
+   * partitions, so its batch would be read (and delivered) again elsewhere. Stopping ends
+   * it, and so does `cut` (which stopping aborts too).
    */
-  async function wait(ms: number): Promise<void> {
+  async function wait(ms: number, cut: AbortSignal = stopping.signal): Promise<void> {
     const until = now() + ms;
-    for (let left = ms; left > 0 && !stopping.signal.aborted; left = until - now()) {
-      await abortableSleep(Math.min(left, 3_000), stopping.signal);
+    for (let left = ms; left > 0 && !cut.aborted && !stopping.signal.aborted; left = until - now()) {
+      await abortableSleep(Math.min(left, 3_000), cut);
       await heartbeat().catch(() => {});
     }
   }
@@ -131,11 +158,18 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   async function send(events: Envelope[]): Promise<void> {
     try {
       await opts.module.deliver(events, config, { fetch: opts.fetch, now, signal: hardStop.signal });
-      breaker.success();
     } catch (err) {
-      breaker.failure();
+      // A refusal (4xx) means the destination is up: only retriable failures count.
+      if (isRetriable(err)) {
+        const before = breaker.state();
+        breaker.failure((err as DeliveryError).retryAfterMs);
+        if (before !== 'open' && breaker.state() === 'open') {
+          log.warn({ err, cooldownMs: breaker.cooldownMs() }, before === 'half-open' ? 'circuit re-opened: the trial failed' : 'circuit opened');
+        }
+      }
       throw err;
     }
+    breaker.success();
   }
 
   /**
@@ -195,14 +229,20 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
           const retriable = isRetriable(e);
           opts.metrics?.failed(destId, retriable);
           const tooOld = now() - item.firstAttemptAt >= opts.policy.maxAgeMs;
-          if (!retriable || item.attempts >= opts.policy.maxAttempts || tooOld) {
-            log.warn({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'event dead-lettered');
+          const tooMany = opts.policy.maxAttempts !== undefined && item.attempts >= opts.policy.maxAttempts;
+          if (!retriable || tooOld || tooMany) {
+            log.warn({ err: e, messageId: item.event.messageId, attempts: item.attempts, ageMs: now() - item.firstAttemptAt }, 'event dead-lettered');
             dead.push(letterOf(item));
             break;
           }
-          const delay = Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0);
           opts.metrics?.retried(destId);
-          await wait(delay);
+          log.debug({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'delivery failed: retrying');
+          // An open breaker schedules the next try for every lane at once (attempt() waits
+          // on it); a closed one leaves it to this event's own backoff, cut short if the
+          // breaker opens and closes again meanwhile.
+          if (breaker.state() === 'closed') {
+            await wait(Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0), recovery.signal);
+          }
         }
       }
     }
@@ -273,8 +313,16 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         opts.metrics?.failed(destId, isRetriable(err));
         log.info({ err, events: chunk.length }, 'chunk failed: retrying per user');
         // The first try counted for every event of the chunk.
+        const triedAt = now();
         for (const e of chunk) toLane(e);
-        for (const l of lanes.values()) for (const p of l) if (chunk.includes(p.event)) p.firstAttemptAt ??= now();
+        for (const l of lanes.values()) {
+          for (const p of l) {
+            if (p.firstAttemptAt === undefined && chunk.includes(p.event)) {
+              p.firstAttemptAt = triedAt;
+              p.attempts = 1;
+            }
+          }
+        }
       }
       await heartbeat();
     }
@@ -320,6 +368,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     async stop() {
       // Waits in backoff end now; the batch in flight fails and is read again after restart.
       stopping.abort();
+      recovery.abort();
       setTimeout(() => hardStop.abort(), 10_000).unref();
       await subscription?.stop();
     },

@@ -9,9 +9,10 @@ export interface Receipt {
 
 /**
  * A local HTTP destination for tests: records every request with the status it answered.
- * `respond` decides the status per call (default 200); `delayMs` slows each answer.
+ * `respond` decides the status per call (default 200); `delayMs` slows each answer; `port`
+ * listens where a destination already points (a receiver coming back after an outage).
  */
-export async function startReceiver(opts: { respond?: (call: number) => number; delayMs?: number } = {}) {
+export async function startReceiver(opts: { respond?: (call: number) => number; delayMs?: number; port?: number } = {}) {
   const receipts: Receipt[] = [];
   let calls = 0;
   const state = { respond: opts.respond ?? (() => 200), delayMs: opts.delayMs ?? 0 };
@@ -35,7 +36,7 @@ export async function startReceiver(opts: { respond?: (call: number) => number; 
       else answer();
     });
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(opts.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/collect`;
   return {

@@ -7,51 +7,34 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPgStore } from '../../core/store/pg.ts';
 import { serviceEnv, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
+import { freePort, startOrrery, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
+import { deadLetterCount, sendBatch, webhookPlatform } from '../helpers/webhook-platform.ts';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
 
-/**
- * Ingest → router → sinks in one `orrery start` process, on real Kafka, Redis and
- * Postgres, delivering to a real local HTTP receiver.
- */
-async function platform(receiverUrl: string, extraEnv: Record<string, string> = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'orrery-sinks-'));
-  await writeFile(
-    join(dir, 'orrery.yaml'),
-    `sources: [{ id: web, writeKeys: [sink-test-key] }]
-destinations: [{ id: hook, type: webhook, url: "${receiverUrl}", allowPrivateNetwork: true }]
-routes: [{ source: web, destination: hook }]
-`,
-  );
-  const env = {
-    ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-    KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-    KAFKA_TOPIC_PREFIX: uniqueName('sk'),
-    KAFKA_TOPIC_PARTITIONS: '3',
-    DATABASE_URL: serviceEnv('DATABASE_URL'),
-    DATABASE_SCHEMA: uniqueName('sk').toLowerCase(),
-    REDIS_URL: serviceEnv('REDIS_URL'),
-    ROUTER_GROUP: uniqueName('router'),
-    SINKS_GROUP_PREFIX: uniqueName('sink'),
-    SINKS_BACKOFF_INITIAL_MS: '100',
-    SINKS_BACKOFF_MAX_MS: '1000',
-    SINKS_BREAKER_COOLDOWN_MS: '1000',
-    INGEST_SPOOL_DIR: join(dir, 'spool'),
-    ...extraEnv,
-  };
-  return { env, dir };
+/** The shared platform, with fast backoffs so retries fit a test. */
+const platform = (receiverUrl: string, extraEnv: Record<string, string> = {}) =>
+  webhookPlatform(receiverUrl, { SINKS_BACKOFF_INITIAL_MS: '100', SINKS_BACKOFF_MAX_MS: '1000', ...extraEnv });
+
+/** A counter from the process's /metrics, by its labels (any order); 0 when absent. */
+async function counter(orrery: OrreryProcess, name: string, labels: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`${orrery.url}/metrics`)).text();
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (m?.[1] === name && Object.entries(labels).every(([k, v]) => m[2]!.includes(`${k}="${v}"`))) return Number(m[3]);
+  }
+  return 0;
 }
 
-async function sendBatch(url: string, events: object[]): Promise<void> {
-  const res = await fetch(`${url}/v1/batch`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Basic ${btoa('sink-test-key:')}` },
-    body: JSON.stringify({ batch: events }),
-  });
-  expect(res.status).toBe(200);
+/** Each of `users` users got all its `perUser` events, in the order they were sent. */
+function expectPerUserOrder(accepted: Array<Record<string, unknown>>, tag: string, users: number, perUser: number): void {
+  for (let u = 0; u < users; u++) {
+    const seq = accepted.filter((b) => b.userId === `${tag}-u${u}`).map((b) => (b.properties as { n: number }).n);
+    expect(seq).toEqual([...seq].sort((a, b) => a - b));
+    expect(seq).toHaveLength(perUser);
+  }
 }
 
 describe('sinks: delivery with retries, dead letters and replay', () => {
@@ -76,15 +59,62 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     const accepted = receiver.accepted();
     expect(accepted).toHaveLength(60);
     expect(receiver.receipts.filter((r) => r.status === 503).length).toBe(6);
-    for (let u = 0; u < 5; u++) {
-      const seq = accepted.filter((b) => b.userId === `${tag}-u${u}`).map((b) => (b.properties as { n: number }).n);
-      expect(seq).toEqual([...seq].sort((a, b) => a - b));
-      expect(seq).toHaveLength(12);
-    }
+    expectPerUserOrder(accepted, tag, 5, 12);
     const metrics = await (await fetch(`${orrery.url}/metrics`)).text();
     expect(metrics).toMatch(/orrery_sink_events_delivered_total\{destination="hook"[^}]*\} 60/);
     expect(metrics).toMatch(/orrery_sink_retries_total\{destination="hook"[^}]*\} \d+/);
     expect(metrics).toContain('orrery_sink_delivery_latency_seconds_bucket');
+  });
+
+  it('a receiver with nothing listening for a while, then up: every event delivered once, in order, no dead letter', async () => {
+    const port = await freePort();
+    const { env } = await platform(`http://127.0.0.1:${port}/collect`);
+    const orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    const tag = uniqueName('o');
+    const events = Array.from({ length: 60 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % 5}`, messageId: `${tag}-${i}`, properties: { n: i } }));
+    await sendBatch(orrery.url, events);
+    // Down until the sink has failed 20 times (ECONNREFUSED each): past the old limit of 5
+    // attempts, and with the breaker probing at most once a second, some 15 s of outage.
+    const failures = () => counter(orrery, 'orrery_sink_delivery_failures_total', { destination: 'hook', retriable: 'true' });
+    await waitFor(async () => (await failures()) >= 20 || (await deadLetterCount(env)) > 0, { timeoutMs: 90_000, intervalMs: 250, what: '20 failed attempts' });
+    expect(await deadLetterCount(env)).toBe(0);
+
+    const receiver = await startReceiver({ port });
+    closers.push(receiver.close);
+    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 60, { timeoutMs: 60_000, what: 'all 60 events accepted' });
+    expect(receiver.accepted()).toHaveLength(60);
+    expectPerUserOrder(receiver.accepted(), tag, 5, 12);
+    expect(await deadLetterCount(env)).toBe(0);
+    expect(await counter(orrery, 'orrery_sink_events_delivered_total', { destination: 'hook' })).toBe(60);
+  });
+
+  it('a receiver failing its first 10 calls: all delivered, no dead letter, the breaker re-opens for at most its cap and closes', async () => {
+    const receiver = await startReceiver({ respond: (call) => (call <= 10 ? 500 : 200) });
+    closers.push(receiver.close);
+    const { env } = await platform(receiver.url);
+    const orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    const tag = uniqueName('b');
+    const events = Array.from({ length: 100 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % 5}`, messageId: `${tag}-${i}`, properties: { n: i } }));
+    await sendBatch(orrery.url, events);
+    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 100, { timeoutMs: 120_000, what: 'all 100 events accepted' });
+    expect(receiver.accepted()).toHaveLength(100);
+    expectPerUserOrder(receiver.accepted(), tag, 5, 20);
+    expect(receiver.receipts.filter((r) => r.status === 500)).toHaveLength(10);
+    expect(await deadLetterCount(env)).toBe(0);
+    // Each failed request was one attempt; the waits on the open breaker were none.
+    expect(await counter(orrery, 'orrery_sink_delivery_failures_total', { destination: 'hook', retriable: 'true' })).toBe(10);
+    // Ten failures in a row open the breaker (threshold 5); every trial after that fails
+    // until the 11th call, each re-opening it for a computed period that must stay within
+    // the default cap of 1 s (the old breaker held 10 s each), and the success closes it.
+    await waitFor(() => orrery.logs.some((l) => l.msg === 'circuit closed: the destination answered'), { what: 'the breaker closed' });
+    const transitions = orrery.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('circuit '));
+    const opens = transitions.filter((l) => l.msg !== 'circuit closed: the destination answered');
+    expect(opens.length).toBeGreaterThanOrEqual(1);
+    expect(opens.length).toBeLessThanOrEqual(10);
+    for (const o of opens) expect(o.cooldownMs).toBeLessThanOrEqual(1_000);
+    expect(transitions.at(-1)?.msg).toBe('circuit closed: the destination answered');
   });
 
   it('a destination down past the maximum age: events are dead-lettered, then replayed once', async () => {
