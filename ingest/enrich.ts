@@ -1,5 +1,4 @@
-import { ENVELOPE_VERSION, envelopeTimestamp, eventKey, TIMESTAMP_RANGE, type Envelope } from '../core/envelope.ts';
-import { InputError } from '../core/errors.ts';
+import { ENVELOPE_VERSION, envelopeTimestamp, eventKey, type Envelope } from '../core/envelope.ts';
 import type { ValidMessage } from './validate.ts';
 
 export interface EnrichContext {
@@ -29,8 +28,8 @@ export interface EnrichContext {
  * - the `sourceId`; the write key and any `routing` the client sent are dropped (only the
  *   router routes), and the ids and timestamps are the validated ones, never the client's
  *   raw values: an empty id is left out, every timestamp is written as ISO-8601 in UTC.
- * The result always passes the envelope schema. Throws an InputError only when the skew
- * correction leaves TIMESTAMP_RANGE (stamps millennia apart).
+ * The result always passes the envelope schema. A skew correction that would leave
+ * TIMESTAMP_RANGE (stamps millennia apart) is not made: the client's time is kept.
  * Pure: time, ids and the address come in through `ctx`.
  */
 export function enrich(valid: ValidMessage, ctx: EnrichContext): { key: string; envelope: Envelope } {
@@ -38,17 +37,11 @@ export function enrich(valid: ValidMessage, ctx: EnrichContext): { key: string; 
   const { writeKey: _key, routing: _routing, userId: _u, anonymousId: _a, timestamp: _t, originalTimestamp: _o, sentAt: _s, ...rest } = msg;
   const sentAt = valid.sentAt ?? ctx.batchSentAt;
   const original = valid.timestamp;
-  const timestamp = envelopeTimestamp(
-    original === undefined ? ctx.receivedAt : sentAt === undefined ? original : ctx.receivedAt - (sentAt - original),
-  );
-  if (timestamp === undefined) {
-    throw new InputError(
-      'invalid_timestamp',
-      `timestamp corrected for clock skew, receivedAt − (sentAt − timestamp), falls outside ${TIMESTAMP_RANGE.text}`,
-      400,
-      { ...(ctx.index === undefined ? {} : { index: ctx.index }), field: 'sentAt' },
-    );
-  }
+  // A correction that leaves TIMESTAMP_RANGE (stamps millennia apart) is no clock skew
+  // but a bogus sentAt: the client's own time is kept rather than the event refused, as
+  // every field of the request was valid on its own.
+  const corrected = original === undefined || sentAt === undefined ? undefined : envelopeTimestamp(ctx.receivedAt - (sentAt - original));
+  const timestamp = corrected ?? envelopeTimestamp(original ?? ctx.receivedAt)!;
 
   const context: Record<string, unknown> = { ...ctx.batchContext, ...msg.context };
   if (context.ip === undefined && ctx.ip !== undefined) context.ip = ctx.ip;
