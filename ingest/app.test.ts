@@ -415,11 +415,19 @@ describe('ingest: OpenAPI', () => {
     const doc = (await (await app.request('/openapi.json')).json()) as {
       openapi: string;
       paths: Record<string, unknown>;
-      components: { schemas: { Message: { properties: Record<string, unknown> }; Batch: { required: string[] } } };
+      components: { schemas: Record<string, { properties?: Record<string, unknown>; required?: string[]; allOf?: Array<Record<string, unknown>> }> };
     };
     expect(doc.openapi).toBe('3.1.0');
     for (const p of ['/v1/track', '/v1/t', '/v1/batch', '/v1/import', '/v1/b', '/v1/pixel/{type}']) expect(doc.paths[p]).toBeDefined();
-    expect(Object.keys(doc.components.schemas.Message.properties)).toEqual(expect.arrayContaining(['userId', 'anonymousId', 'event', 'properties']));
-    expect(doc.components.schemas.Batch.required).toContain('batch');
+    const { Message, Batch, Track, Group, Alias } = doc.components.schemas;
+    expect(Object.keys(Message!.properties!)).toEqual(expect.arrayContaining(['userId', 'anonymousId', 'event', 'properties']));
+    expect(Batch!.allOf![0]).toMatchObject({ required: ['batch'] });
+    // What validateMessage checks beyond the zod parse is stated too, per call type.
+    expect(Batch!.allOf![1]).toMatchObject({ properties: { batch: { minItems: 1, maxItems: 2500 } } });
+    expect(Track!.allOf![2]).toMatchObject({ required: ['event'] });
+    expect(Group!.allOf![2]).toMatchObject({ required: ['groupId'] });
+    expect(Alias!.allOf![2]).toMatchObject({ required: ['previousId'] });
+    expect(Track!.allOf![1]).toMatchObject({ anyOf: [{ required: ['userId'] }, { required: ['anonymousId'] }] });
+    expect((doc.paths['/v1/pixel/{type}'] as { get: { security: unknown[] } }).get.security).toEqual([]);
   });
 });

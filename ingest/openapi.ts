@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_JSON_DEPTH } from '../core/envelope.ts';
+import { MAX_JSON_DEPTH, MESSAGE_ID_MAX } from '../core/envelope.ts';
 import { BatchRequest, InboundMessage, LIMITS } from './validate.ts';
 
 const Success = z.object({ success: z.literal(true) });
@@ -15,7 +15,31 @@ const ErrorBody = z.object({
 });
 
 const CALLS = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
-const SHORT: Record<(typeof CALLS)[number], string> = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' };
+type Call = (typeof CALLS)[number];
+const SHORT: Record<Call, string> = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' };
+
+/**
+ * The rules validateMessage checks after the zod parse, as JSON Schema, so that the
+ * document states what a call needs: an identity (userId or anonymousId, not empty), a
+ * messageId of at most MESSAGE_ID_MAX characters, and each call type's own field.
+ */
+const nonEmptyId = { anyOf: [{ type: 'string', minLength: 1 }, { type: 'number' }] };
+const MESSAGE_RULES = {
+  properties: { messageId: { anyOf: [{ type: 'string', maxLength: MESSAGE_ID_MAX }, { type: 'null' }] } },
+  anyOf: [
+    { required: ['userId'], properties: { userId: nonEmptyId } },
+    { required: ['anonymousId'], properties: { anonymousId: nonEmptyId } },
+  ],
+};
+const CALL_RULES: Record<Call, Record<string, unknown>> = {
+  track: { required: ['event'], properties: { event: { type: 'string', minLength: 1 } } },
+  identify: {},
+  page: {},
+  screen: {},
+  group: { required: ['groupId'], properties: { groupId: nonEmptyId } },
+  alias: { required: ['previousId'], properties: { previousId: nonEmptyId } },
+};
+const capital = (call: Call) => `${call[0]!.toUpperCase()}${call.slice(1)}`;
 
 /**
  * The OpenAPI 3.1 document of the ingest API, generated from the same zod schemas that
@@ -40,7 +64,7 @@ export function buildOpenApi(): Record<string, unknown> {
   const ok = { '200': { description: 'Durable: acknowledged by Kafka, or fsync\'d to the local spool', content: { 'application/json': { schema: { $ref: '#/components/schemas/Success' } } } } };
   const paths: Record<string, unknown> = {};
   for (const call of CALLS) {
-    const op = { summary: `${call} call (at most ${LIMITS.maxEventBytes} bytes)`, tags: ['tracking'], requestBody: body('Message'), responses: { ...ok, ...errors } };
+    const op = { summary: `${call} call (at most ${LIMITS.maxEventBytes} bytes)`, tags: ['tracking'], requestBody: body(capital(call)), responses: { ...ok, ...errors } };
     paths[`/v1/${call}`] = { post: { ...op, operationId: call } };
     paths[`/v1/${SHORT[call]}`] = { post: { ...op, operationId: `${call}Short` } };
   }
@@ -62,8 +86,16 @@ export function buildOpenApi(): Record<string, unknown> {
       tags: ['tracking'],
       parameters: [
         { name: 'type', in: 'path', required: true, schema: { enum: [...CALLS, ...Object.values(SHORT)] } },
-        { name: 'data', in: 'query', required: true, description: 'base64 of the message JSON, with writeKey', schema: { type: 'string' } },
+        {
+          name: 'data',
+          in: 'query',
+          required: true,
+          description: 'base64 (standard or URL-safe, padding optional) of the message JSON, which carries the writeKey and follows the rules of the call type in the path',
+          schema: { type: 'string', minLength: 1, contentEncoding: 'base64', contentMediaType: 'application/json' },
+        },
       ],
+      // The write key travels inside `data`: an <img> sends no Authorization header.
+      security: [],
       responses: { '200': { description: 'accepted', content: { 'image/gif': {} } }, ...errors },
     },
   };
@@ -72,7 +104,32 @@ export function buildOpenApi(): Record<string, unknown> {
     info: { title: 'Orrery ingest (Segment HTTP Tracking API)', version: '1' },
     components: {
       securitySchemes: { writeKey: { type: 'http', scheme: 'basic', description: 'the write key as the username, empty password' } },
-      schemas: { Message: schema(InboundMessage), Batch: schema(BatchRequest), Success: schema(Success), Error: schema(ErrorBody) },
+      schemas: {
+        Message: schema(InboundMessage),
+        ...Object.fromEntries(CALLS.map((call) => [capital(call), { allOf: [{ $ref: '#/components/schemas/Message' }, MESSAGE_RULES, CALL_RULES[call]] }])),
+        Batch: {
+          allOf: [
+            schema(BatchRequest),
+            {
+              properties: {
+                batch: {
+                  type: 'array',
+                  minItems: 1,
+                  maxItems: LIMITS.maxBatchEvents,
+                  // Each item names its type, and follows that call's rules.
+                  items: {
+                    anyOf: CALLS.map((call) => ({
+                      allOf: [{ $ref: `#/components/schemas/${capital(call)}` }, { required: ['type'], properties: { type: { const: call } } }],
+                    })),
+                  },
+                },
+              },
+            },
+          ],
+        },
+        Success: schema(Success),
+        Error: schema(ErrorBody),
+      },
     },
     security: [{ writeKey: [] }],
     paths,
