@@ -286,11 +286,25 @@ cluster that GitOps syncs, commit the render instead and let the sync apply it.`
         sources: cfg.sources.map((s) => ({ ...s, writeKeys: s.writeKeys.map(() => '[redacted]') })),
         database: { ...cfg.database, url: cfg.database.url && redactUrl(cfg.database.url) },
         redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
+        gitops: redactGitops(cfg.gitops),
       };
       process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
     },
   },
 };
+
+/** The gitops section with its tokens and secrets (repository, GitHub, receivers, git webhook) hidden. */
+function redactGitops(section: Config['gitops']): Config['gitops'] {
+  if (section === undefined || section.enabled === false) return section;
+  const hide = (v: string | undefined) => (v === undefined ? v : '[redacted]');
+  return {
+    ...section,
+    repo: { ...section.repo, url: URL.canParse(section.repo.url) ? redactUrl(section.repo.url) : section.repo.url, token: hide(section.repo.token) },
+    ...(section.github ? { github: { ...section.github, token: '[redacted]' } } : {}),
+    receivers: Object.fromEntries(Object.entries(section.receivers).map(([name, settings]) => [name, Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, k === 'host' ? v : '[redacted]']))])),
+    sync: { ...section.sync, webhookSecret: hide(section.sync.webhookSecret) },
+  };
+}
 
 function mainHelp(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length));
