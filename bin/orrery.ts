@@ -2,6 +2,9 @@
 import { Hono } from 'hono';
 import { parseArgs } from 'node:util';
 import { createAdapters } from '../core/adapters.ts';
+import { resolveAdminToken } from '../core/auth.ts';
+import { createErrorBoundary, defaultOnError } from '../core/error-boundary.ts';
+import { createRefusalLog } from '../core/refusals.ts';
 import { loadConfig, type Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, redactUrl } from '../core/logger.ts';
@@ -16,7 +19,8 @@ import { createSinksComponent } from '../sinks/main.ts';
 import { createGitopsComponent } from '../gitops/main.ts';
 import { embeddedGitopsBanner, ensureEmbeddedGitops, type EmbeddedGitops } from '../gitops/embedded.ts';
 import { createPilotComponent } from '../pilot/main.ts';
-import { demoBanner, ensureDemo, localBaseUrl } from '../pilot/demo-setup.ts';
+import { pilotConfigFrom } from '../pilot/config.ts';
+import { demoBanner, ensureDemo, ensureDemoSecret, localBaseUrl } from '../pilot/demo-setup.ts';
 import { listDeadLetters } from '../sinks/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
@@ -53,6 +57,9 @@ const COMMON_OPTIONS = `Options:
   -c, --config <file>   YAML config file (also ORRERY_CONFIG). Env wins over the file:
                         KAFKA_BROKERS, DATABASE_URL, REDIS_URL, PORT, HOST, LOG_LEVEL, …
   -h, --help            Show help for the command`;
+
+/** Components that serve an endpoint wanting the admin token (Pilot's /api, GitOps' /deploys and /sync/status). */
+const NEEDS_ADMIN_TOKEN = new Set(['gitops', 'pilot']);
 
 /** Components `orrery start` can run; with none named, all of them in one process. */
 const COMPONENTS: Record<string, ComponentFactory> = {
@@ -105,6 +112,10 @@ write key and a curl line on stderr (again at later starts, while the demo key w
       const registry = createRegistry({ service: args.length === 1 ? names[0]! : 'orrery' });
       const components: Component[] = [];
       const topics = topicNames(cfg.kafka.topicPrefix);
+      // Once for the process: `orrery start gitops` alone needs it as much as Pilot does.
+      const adminToken = names.some((n) => NEEDS_ADMIN_TOKEN.has(n)) ? resolveAdminToken({ configured: pilotConfigFrom(process.env).adminToken, logger }) : undefined;
+      // One trace of refused webhooks for the process, which Pilot shows.
+      const refusals = createRefusalLog({ logger });
       let controlPlane: ControlPlaneSource | undefined;
       const stopAll = async () => {
         for (const c of [...components].reverse()) await c.stop().catch((err: unknown) => logger.error({ err, component: c.name }, 'stop failed'));
@@ -122,7 +133,12 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         }
         await adapters.bus.ensureTopics(coreTopicSpecs(topics, cfg.kafka.topics));
         controlPlane = await openControlPlane(cfg, adapters, logger);
-        for (const name of names) components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane }));
+        // A demo from before the demo receiver wanted signatures gets its secret before the
+        // sinks deliver, or its deliveries would be refused.
+        if (names.includes('pilot') && adapters.store) await ensureDemoSecret({ store: adapters.store, controlPlane, logger });
+        for (const name of names) {
+          components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals }));
+        }
       } catch (err) {
         await stopAll();
         throw err;
@@ -130,6 +146,8 @@ write key and a curl line on stderr (again at later starts, while the demo key w
 
       let draining = false;
       const app = new Hono();
+      // The components answer their own errors; what reaches here (the ops routes) is counted too.
+      app.onError(defaultOnError(createErrorBoundary({ surface: 'ops', logger, registry })));
       app.route(
         '/',
         createOpsRoutes({
@@ -269,11 +287,25 @@ cluster that GitOps syncs, commit the render instead and let the sync apply it.`
         sources: cfg.sources.map((s) => ({ ...s, writeKeys: s.writeKeys.map(() => '[redacted]') })),
         database: { ...cfg.database, url: cfg.database.url && redactUrl(cfg.database.url) },
         redis: { url: cfg.redis.url && redactUrl(cfg.redis.url) },
+        gitops: redactGitops(cfg.gitops),
       };
       process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
     },
   },
 };
+
+/** The gitops section with its tokens and secrets (repository, GitHub, receivers, git webhook) hidden. */
+function redactGitops(section: Config['gitops']): Config['gitops'] {
+  if (section === undefined || section.enabled === false) return section;
+  const hide = (v: string | undefined) => (v === undefined ? v : '[redacted]');
+  return {
+    ...section,
+    repo: { ...section.repo, url: URL.canParse(section.repo.url) ? redactUrl(section.repo.url) : section.repo.url, token: hide(section.repo.token) },
+    ...(section.github ? { github: { ...section.github, token: '[redacted]' } } : {}),
+    receivers: Object.fromEntries(Object.entries(section.receivers).map(([name, settings]) => [name, Object.fromEntries(Object.entries(settings).map(([k, v]) => [k, k === 'host' ? v : '[redacted]']))])),
+    sync: { ...section.sync, webhookSecret: hide(section.sync.webhookSecret) },
+  };
+}
 
 function mainHelp(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length));

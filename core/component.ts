@@ -5,6 +5,7 @@ import type { ControlPlaneSource } from './control-plane-source.ts';
 import type { Logger } from './logger.ts';
 import type { Registry } from './metrics.ts';
 import type { ReadinessCheck } from './ops.ts';
+import type { RefusalLog } from './refusals.ts';
 import type { TopicNames } from './topics.ts';
 
 /**
@@ -34,6 +35,14 @@ export interface ComponentContext {
   topics: TopicNames;
   /** Sources, destinations and routes, live. */
   controlPlane: ControlPlaneSource;
+  /**
+   * The admin token (Bearer) of every control endpoint (Pilot's /api, GitOps' /deploys and
+   * /sync/status), resolved once by the composition root: PILOT_ADMIN_TOKEN, or generated
+   * and printed once on stderr. GitOps refuses to start without it.
+   */
+  adminToken?: string;
+  /** Refused webhooks of every component in the process, which Pilot shows; absent: each keeps its own. */
+  refusals?: RefusalLog;
 }
 
 export type ComponentFactory = (ctx: ComponentContext) => Promise<Component>;

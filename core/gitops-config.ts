@@ -82,6 +82,12 @@ export const GitopsConfig = z.strictObject({
       healthTimeoutMs: z.coerce.number().int().min(1_000).default(5 * 60_000),
       /** KUBECONFIG of the cluster to sync to; none: plan mode. */
       kubeconfig: z.string().optional(),
+      /**
+       * The secret of the git push webhook (`POST /webhooks/git`): GitHub, Gitea and Forgejo
+       * sign with it (`X-Hub-Signature-256`), GitLab sends it as `X-Gitlab-Token`. Absent:
+       * the hook takes only the admin token.
+       */
+      webhookSecret: z.string().min(16, 'at least 16 characters').optional(),
     })
     .prefault({}),
 });

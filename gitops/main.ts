@@ -1,14 +1,18 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Counter } from 'prom-client';
+import { bearerAuth } from '../core/auth.ts';
 import type { Component, ComponentContext } from '../core/component.ts';
+import { createErrorBoundary } from '../core/error-boundary.ts';
 import { ConfigError, InputError, OrreryError } from '../core/errors.ts';
 import { activeGitops } from '../core/gitops-config.ts';
+import { createRefusalLog } from '../core/refusals.ts';
 import { createKubeApplier, loadKubeConfig } from './apply/applier.ts';
 import { createDeployer } from './controller/deployer.ts';
 import { createReverter } from './controller/reverter.ts';
 import { createMemorySyncStatusStore, createPgSyncStatusStore, createSync } from './controller/sync.ts';
 import { createMemoryDeployLog, createPgDeployLog, type DeployLog } from './deploys.ts';
+import { verifyGitWebhook } from './git-webhook.ts';
 import { policiesFor } from './policy.ts';
 import { RECEIVERS } from './receivers/index.ts';
 import { defaultWorkdir, openManifestRepo } from './source/git.ts';
@@ -20,20 +24,29 @@ const MAX_WEBHOOK_BYTES = 1024 * 1024;
  * The GitOps component's composition root (part 1): registry webhooks under
  * `/webhooks/registry/<provider>` become recorded deploy requests, which the deployer
  * turns into commits (or pull requests) to the manifests repository; `GET /deploys` and
- * `GET /deploys/:id` show their state.
+ * `GET /deploys/:id` show their state (to the admin token, like `GET /sync/status`).
  *
  * @example const gitops = await createGitopsComponent(ctx);
  */
 export async function createGitopsComponent(ctx: ComponentContext): Promise<Component & { deploys: DeployLog; idle(): Promise<void> }> {
   const log = ctx.logger.child({ component: 'gitops' });
   const cfg = activeGitops(ctx.config.gitops);
+  // The deploy history names commits and images, the sync status the whole inventory.
+  const adminToken = ctx.adminToken;
+  if (!adminToken) throw new ConfigError('gitops serves /deploys and /sync/status to the admin token: the composition root must resolve one (PILOT_ADMIN_TOKEN, or generated)');
+  const refusals = ctx.refusals ?? createRefusalLog({ logger: ctx.logger });
   const deploys = ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : createMemoryDeployLog();
   const app = new Hono();
+  const unexpected = createErrorBoundary({ surface: 'gitops', logger: log, registry: ctx.registry });
   app.onError((err, c) => {
     if (err instanceof OrreryError && err.status < 500) return c.json({ success: false, code: err.code, message: err.message }, err.status as 400);
-    log.error({ err }, 'unexpected error in the gitops API');
+    unexpected(err, c);
     return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
   });
+  const admin = bearerAuth(adminToken);
+  app.use('/deploys', admin);
+  app.use('/deploys/*', admin);
+  app.use('/sync/status', admin);
   app.get('/deploys', async (c) => c.json({ deploys: await deploys.list({ limit: Math.min(500, Number(c.req.query('limit') ?? 100) || 100), ...(c.req.query('policy') ? { policy: c.req.query('policy')! } : {}) }) }));
   app.get('/deploys/:id', async (c) => {
     const id = Number(c.req.param('id'));
@@ -97,8 +110,27 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     onCommitted: () => sync.trigger('commit'),
   });
   app.get('/sync/status', async (c) => c.json((await sync.status()) ?? { conditions: [] }));
-  // A git push webhook (GitHub, Gitea, GitLab…) only needs to say "look now".
-  app.post('/webhooks/git', (c) => {
+  /** The refusals' name for a registry receiver: one for all unknown ones, so the trace stays bounded. */
+  const registryReceiver = (provider: string | undefined) => (provider !== undefined && settings.has(provider) ? `registry/${provider}` : 'registry/(unknown)');
+  const limit = (receiverOf: (c: Context) => string) =>
+    bodyLimit({
+      maxSize: MAX_WEBHOOK_BYTES,
+      onError: (c) => {
+        refusals.record({ receiver: receiverOf(c), reason: 'payload_too_large', status: 400 });
+        return c.json({ success: false, code: 'payload_too_large', message: `webhooks are at most ${MAX_WEBHOOK_BYTES} bytes` }, 400);
+      },
+    });
+  // A git push webhook (GitHub, Gitea, GitLab…) only needs to say "look now", but only
+  // a signed one, or one with the admin token, may say it (gitops/git-webhook.ts).
+  app.post('/webhooks/git', limit(() => 'git'), async (c) => {
+    const headers: Record<string, string> = {};
+    c.req.raw.headers.forEach((v, k) => (headers[k.toLowerCase()] = v));
+    try {
+      verifyGitWebhook(headers, await c.req.text(), { secret: cfg.sync.webhookSecret, adminToken });
+    } catch (err) {
+      if (err instanceof OrreryError && err.status < 500) refusals.record({ receiver: 'git', reason: err.code, status: err.status });
+      throw err;
+    }
     sync.trigger('git push');
     return c.json({ success: true }, 202);
   });
@@ -108,7 +140,10 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   async function handle(c: Context, provider: string, pathSecret?: string) {
     const receiver = RECEIVERS.get(provider);
     const providerSettings = settings.get(provider);
-    if (!receiver || providerSettings === undefined) throw new InputError('unknown_receiver', `no receiver configured for ${provider}`, 404);
+    if (!receiver || providerSettings === undefined) {
+      refusals.record({ receiver: registryReceiver(provider), reason: 'unknown_receiver', status: 404 });
+      throw new InputError('unknown_receiver', `no receiver configured for ${provider}`, 404);
+    }
     const headers: Record<string, string> = {};
     c.req.raw.headers.forEach((v, k) => (headers[k.toLowerCase()] = v));
     let result;
@@ -116,6 +151,8 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
       result = receiver.receive({ headers, body: await c.req.text(), pathSecret, now: Date.now() }, providerSettings);
     } catch (err) {
       received.inc({ provider, outcome: err instanceof OrreryError ? err.code : 'error' });
+      // A registry retries a refused delivery forever: without a trace, a token mix-up is invisible.
+      if (err instanceof OrreryError && err.status < 500) refusals.record({ receiver: `registry/${provider}`, reason: err.code, status: err.status });
       throw err;
     }
     if (result.kind === 'ignored') {
@@ -140,12 +177,9 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
     return c.json({ success: true, deploys: ids, ...(duplicates > 0 ? { duplicates } : {}) }, ids.length > 0 ? 202 : 200);
   }
 
-  const limit = bodyLimit({
-    maxSize: MAX_WEBHOOK_BYTES,
-    onError: (c) => c.json({ success: false, code: 'payload_too_large', message: `webhooks are at most ${MAX_WEBHOOK_BYTES} bytes` }, 400),
-  });
-  app.post('/webhooks/registry/:provider', limit, (c) => handle(c, c.req.param('provider')));
-  app.post('/webhooks/registry/:provider/:secret', limit, (c) => handle(c, c.req.param('provider'), c.req.param('secret')));
+  const registryLimit = limit((c) => registryReceiver(c.req.param('provider')));
+  app.post('/webhooks/registry/:provider', registryLimit, (c) => handle(c, c.req.param('provider')));
+  app.post('/webhooks/registry/:provider/:secret', registryLimit, (c) => handle(c, c.req.param('provider'), c.req.param('secret')));
 
   return {
     name: 'gitops',

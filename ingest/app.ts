@@ -40,7 +40,8 @@ export interface IngestDeps {
   clientIp?: (c: Context) => string | undefined;
   now?: () => number;
   newId?: () => string;
-  onUnexpectedError?: (err: unknown) => void;
+  /** An error no handler expected (answered 500 `internal`): log and count it (core/error-boundary.ts). */
+  onUnexpectedError?: (err: unknown, c: Context<any>) => void;
 }
 
 /** Single-call paths, long and analytics.js short forms. */
@@ -95,7 +96,7 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
       const body = { success: false, code: err.code, message: err.message, ...publicDetails(err.details) };
       return c.json(body, err.status as 400, headers);
     }
-    deps.onUnexpectedError?.(err);
+    deps.onUnexpectedError?.(err, c);
     metrics.rejected('internal', 1);
     return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
   }

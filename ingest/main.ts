@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Context } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
+import { createErrorBoundary } from '../core/error-boundary.ts';
 import type { Registry } from '../core/metrics.ts';
 import { createLeasedLimiter } from '../core/cache/leased-limiter.ts';
 import { createIngestApp, type IngestMetrics } from './app.ts';
@@ -44,7 +45,7 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
     defaultRateLimit: { capacity: config.ingest.rateLimit.burst, refillPerSec: config.ingest.rateLimit.eventsPerSecond },
     metrics,
     clientIp: (c: Context) => clientIp(c, trustProxy),
-    onUnexpectedError: (err) => log.error({ err }, 'unexpected error in ingest'),
+    onUnexpectedError: createErrorBoundary({ surface: 'ingest', logger: log, registry: ctx.registry }),
   });
 
   return {

@@ -1,14 +1,17 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { createHash, randomBytes } from 'node:crypto';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEMessage } from 'hono/streaming';
 import type { z } from 'zod';
 import type { ControlPlaneConfig, ControlPlaneSnapshot, DestinationConfig, SourceConfig } from '../core/control-plane.ts';
 import { updateControlPlane } from '../core/control-plane-pg.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
+import { bearerAuth } from '../core/auth.ts';
+import type { UnexpectedErrorHandler } from '../core/error-boundary.ts';
 import { InputError, OrreryError } from '../core/errors.ts';
 import type { ImagePolicy } from '../core/gitops-config.ts';
 import type { Logger } from '../core/logger.ts';
+import type { RefusalLog } from '../core/refusals.ts';
 import type { Store } from '../core/store/types.ts';
 import type { DeployLog } from '../gitops/deploys.ts';
 import { hashWriteKey } from '../ingest/sources.ts';
@@ -56,6 +59,10 @@ export interface PilotApiDeps {
   /** A live stream ends after this long (the client reconnects); see PilotConfig.streamMaxMs. */
   streamMaxMs: number;
   logger: Logger;
+  /** Refused webhooks of the process (registry, git, demo), shown at /api/webhooks/refusals. */
+  refusals: RefusalLog;
+  /** Logs and counts an unexpected 5xx (core/error-boundary.ts). */
+  unexpectedError: UnexpectedErrorHandler;
   /** For tests: how dead letters are replayed. */
   replay?: (store: Store, snapshot: ControlPlaneSnapshot, opts: { destinationId?: string; ids?: number[]; limit?: number }) => Promise<ReplayResult>;
 }
@@ -151,28 +158,6 @@ function newWriteKey(): string {
   return `wk_${randomBytes(24).toString('base64url')}`;
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-
-/**
- * Bearer-token check in constant time: both sides are hashed first, so the comparison
- * neither leaks the token's length nor short-circuits on the first differing byte.
- */
-function bearerAuth(token: string): MiddlewareHandler {
-  const expected = sha256(token);
-  return async (c, next) => {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-    if (!m) {
-      c.header('WWW-Authenticate', 'Bearer realm="orrery-pilot"');
-      throw new InputError('missing_token', 'send the admin token as Authorization: Bearer <token>', 401);
-    }
-    if (!timingSafeEqual(sha256(m[1]!), expected)) {
-      c.header('WWW-Authenticate', 'Bearer realm="orrery-pilot", error="invalid_token"');
-      throw new InputError('invalid_token', 'the admin token is not valid', 401);
-    }
-    await next();
-  };
-}
-
 /** Parses a JSON body (an empty one counts as `{}`) with `schema`; 400 with the issues otherwise. */
 async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
   const text = await c.req.text();
@@ -239,14 +224,14 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
       const code = err.code.toLowerCase();
       return c.json({ success: false, code, message: err.message, ...(err.details ? { details: err.details } : {}) }, err.status as 400);
     }
-    log.error({ err, path: c.req.path }, 'unexpected error in the Pilot API');
+    deps.unexpectedError(err, c);
     return c.json({ success: false, code: 'internal', message: 'internal error: see the server log' }, 500);
   });
 
   // The document holds no data, so tools may read it without the token.
   app.get('/api/openapi.json', (c) => c.json(openapi));
   app.use('/api/*', bodyLimit({ maxSize: 512 * 1024, onError: (c) => c.json({ success: false, code: 'payload_too_large', message: 'at most 512 KB' }, 413) }));
-  app.use('/api/*', bearerAuth(deps.adminToken));
+  app.use('/api/*', bearerAuth(deps.adminToken, 'orrery-pilot'));
   app.use('/api/*', async (c, next) => {
     await next();
     // Answers carry configuration and events: never cached anywhere.
@@ -496,6 +481,8 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   });
 
   app.get('/api/image-policies', (c) => c.json({ policies: deps.policies }));
+
+  app.get('/api/webhooks/refusals', (c) => c.json({ windowMs: deps.refusals.windowMs, refusals: deps.refusals.list() }));
 
   // ---- metrics and alerts -----------------------------------------------------------------
 

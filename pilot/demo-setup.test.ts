@@ -7,7 +7,7 @@ import { createLogger } from '../core/logger.ts';
 import { createPgliteStore } from '../core/store/pglite.ts';
 import type { Store } from '../core/store/types.ts';
 import { waitFor } from '../test/helpers/index.ts';
-import { DEMO_KEY_FILE, demoBanner, ensureDemo, localBaseUrl } from './demo-setup.ts';
+import { DEMO_KEY_FILE, demoBanner, demoControlPlane, demoSenderSecrets, ensureDemo, ensureDemoSecret, localBaseUrl } from './demo-setup.ts';
 
 const logger = createLogger({ level: 'silent' });
 const BASE = 'http://127.0.0.1:8080';
@@ -63,8 +63,10 @@ describe('ensureDemo', { timeout: 60_000 }, () => {
       expect(snap.version).toBe(1);
       expect(snap.sources.map((s) => s.id)).toEqual(['demo']);
       expect(snap.destinations).toEqual([
-        expect.objectContaining({ id: 'demo-webhook', type: 'webhook', url: `${BASE}/pilot/demo-webhook`, allowPrivateNetwork: true }),
+        expect.objectContaining({ id: 'demo-webhook', type: 'webhook', url: `${BASE}/pilot/demo-webhook`, allowPrivateNetwork: true, secret: expect.stringMatching(/^whsec_[A-Za-z0-9+/]{32}$/) }),
       ]);
+      // The secret the destination signs with is the one the demo receiver takes.
+      expect(demoSenderSecrets(snap)).toEqual([snap.destinations[0]!.secret]);
       expect(snap.routes).toEqual([expect.objectContaining({ source: 'demo', destination: 'demo-webhook', enabled: true })]);
       const { rows } = await store.query<{ doc: string }>('select doc::text as doc from control_plane_versions');
       expect(rows.map((r) => r.doc).join()).not.toContain(demo.writeKey);
@@ -85,6 +87,34 @@ describe('ensureDemo', { timeout: 60_000 }, () => {
       expect(controlPlane.current().sources).toEqual([]);
     } finally {
       await controlPlane.close();
+    }
+  });
+
+  it('upgrade: a demo destination from before signing gets a secret at start, once; other destinations are left alone', async () => {
+    const old = await createPgliteStore({ logger });
+    try {
+      // What a first start wrote before the demo receiver wanted signatures: no secret.
+      const before = demoControlPlane('demo_old_key_0123456789', BASE);
+      const { secret: _dropped, ...unsigned } = before.destinations[0]!;
+      const admins = { id: 'mine', type: 'webhook', enabled: true, url: 'http://127.0.0.1:9/pilot/demo-webhook', allowPrivateNetwork: true };
+      await updateControlPlane(old, () => ({ ...before, destinations: [unsigned, admins] }), { expectedVersion: 0 });
+      const controlPlane = await createPgControlPlane({ store: old, logger, pollMs: 3_600_000 });
+      try {
+        expect(demoSenderSecrets(controlPlane.current())).toEqual([]);
+        expect(await ensureDemoSecret({ store: old, controlPlane, logger })).toBe('added');
+        const snap = controlPlane.current();
+        const demo = snap.destinations.find((d) => d.id === 'demo-webhook')!;
+        expect(demo.secret).toMatch(/^whsec_/);
+        expect(snap.destinations.find((d) => d.id === 'mine')).not.toHaveProperty('secret');
+        expect(demoSenderSecrets(snap)).toEqual([demo.secret]);
+        // The next start finds it signed and writes nothing.
+        expect(await ensureDemoSecret({ store: old, controlPlane, logger })).toBe('unchanged');
+        expect(controlPlane.current().version).toBe(snap.version);
+      } finally {
+        await controlPlane.close();
+      }
+    } finally {
+      await old.close();
     }
   });
 

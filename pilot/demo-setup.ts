@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { newWebhookSecret } from '../core/auth.ts';
 import type { ControlPlaneConfig, ControlPlaneSnapshot } from '../core/control-plane.ts';
 import { updateControlPlane } from '../core/control-plane-pg.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
@@ -29,8 +30,12 @@ import { hashWriteKey } from '../ingest/sources.ts';
  * user-supplied URLs. It is allowed with the webhook destination's own per-destination
  * `allowPrivateNetwork: true`, the setting an admin would use for any internal endpoint:
  * it opens nothing an admin could not already open, it is shown in Pilot's config view,
- * and it goes away with the demo destination. The demo receiver itself takes any JSON and
- * shows it only to holders of the admin token.
+ * and it goes away with the demo destination.
+ *
+ * The destination signs its posts (a Standard Webhooks `secret`, generated here) and the
+ * demo receiver takes only posts signed by a destination that posts to it, so nobody can
+ * make Pilot show a forged "delivered" event. A demo set up before that has no secret:
+ * {@link ensureDemoSecret} adds one at start, before the sinks deliver.
  */
 
 export const DEMO_SOURCE = 'demo';
@@ -43,7 +48,7 @@ export type DemoStatus =
   | { state: 'none'; reason: string };
 
 /** The demo's control-plane document, for an empty control plane. */
-export function demoControlPlane(writeKey: string, baseUrl: string): ControlPlaneConfig {
+export function demoControlPlane(writeKey: string, baseUrl: string, secret: string = newWebhookSecret()): ControlPlaneConfig {
   return {
     sources: [{ id: DEMO_SOURCE, name: 'Demo (created on first start)', writeKeys: [writeKey], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }],
     destinations: [
@@ -55,10 +60,59 @@ export function demoControlPlane(writeKey: string, baseUrl: string): ControlPlan
         url: `${baseUrl}${DEMO_PATH}`,
         // Loopback: see the module comment.
         allowPrivateNetwork: true,
+        secret,
       },
     ],
     routes: [{ source: DEMO_SOURCE, destination: DEMO_DESTINATION, enabled: true, transforms: [] }],
   };
+}
+
+/** Whether a destination is a webhook that posts to a demo receiver (any host: the port may have changed). */
+function postsToDemo(d: { type: string; url?: unknown }): boolean {
+  if (d.type !== 'webhook' || typeof d.url !== 'string' || !URL.canParse(d.url)) return false;
+  return new URL(d.url).pathname === DEMO_PATH;
+}
+
+/**
+ * The signing secrets the demo receiver accepts: those of the webhook destinations that
+ * post to it, enabled or not (a delivery in flight when one was disabled still lands).
+ *
+ * @example createDemoReceiver({ secrets: () => demoSenderSecrets(controlPlane.current()) });
+ */
+export function demoSenderSecrets(snapshot: ControlPlaneConfig): string[] {
+  return snapshot.destinations.filter((d) => postsToDemo(d) && typeof d.secret === 'string').map((d) => d.secret as string);
+}
+
+/**
+ * Upgrade of a demo set up before the demo receiver wanted signatures: gives the demo
+ * destination a signing secret when it has none, so its deliveries keep landing. Run at
+ * start before the components (so the sinks sign from their first delivery); resolves
+ * once the running control plane serves the change. Only Orrery's own demo destination is
+ * changed: another destination that posts to the receiver is the admin's, and the
+ * receiver's 401s (in Pilot's refused webhooks) say what it lacks.
+ *
+ * @example await ensureDemoSecret({ store, controlPlane, logger });
+ */
+export async function ensureDemoSecret(opts: { store: Store; controlPlane: ControlPlaneSource; logger: Logger }): Promise<'added' | 'unchanged'> {
+  const current = opts.controlPlane.current();
+  const unsigned = (doc: ControlPlaneConfig) => doc.destinations.find((d) => d.id === DEMO_DESTINATION && postsToDemo(d) && d.secret === undefined);
+  if (!unsigned(current)) return 'unchanged';
+  let version: number;
+  try {
+    ({ version } = await updateControlPlane(
+      opts.store,
+      (doc) => ({ ...doc, destinations: doc.destinations.map((d) => (d === unsigned(doc) ? { ...d, secret: newWebhookSecret() } : d)) }),
+      { expectedVersion: current.version, note: 'demo: signing secret added (the demo receiver takes signed posts only)' },
+    ));
+  } catch (err) {
+    // Changed meanwhile (another process, the API): the next start looks again.
+    if ((err as { code?: string }).code === 'CONTROL_PLANE_CONFLICT') return 'unchanged';
+    throw err;
+  }
+  const log = opts.logger.child({ component: 'demo' });
+  if (!(await untilVersion(opts.controlPlane, version, 10_000))) log.warn({ version }, 'demo: the control plane has not reloaded the demo secret yet');
+  log.info({ destination: DEMO_DESTINATION, version }, 'demo: gave the demo destination a signing secret: the demo receiver now takes signed posts only');
+  return 'added';
 }
 
 /**

@@ -2,6 +2,9 @@ import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { verifyStandardWebhook } from '../core/auth.ts';
+import { OrreryError } from '../core/errors.ts';
+import type { RefusalLog } from '../core/refusals.ts';
 import { createRing } from './debugger.ts';
 
 /**
@@ -10,18 +13,21 @@ import { createRing } from './debugger.ts';
  * loopback) shows what the sinks delivered, next to what ingest received, so the whole
  * path is visible on one page without setting up anything outside Orrery.
  *
- * It takes anything that is JSON and keeps the last 200 deliveries. With a `file`, they
+ * It takes JSON signed the Standard Webhooks way (core/auth.ts) with the `secret` of a
+ * webhook destination that posts here (`secrets()`, read from the live control plane at
+ * each request, so a rotated secret works at once), and keeps the last 200 deliveries.
+ * Anything else is 401 (`missing_signature`, `bad_signature`, `stale_timestamp`), recorded
+ * with the other refused webhooks: what Pilot shows as "delivered" was delivered by
+ * Orrery's sinks, never posted by whoever can reach the port. With a `file`, deliveries
  * are appended to it before the 200 goes back, so what a destination was told was delivered
  * is still shown after a restart, crash included (at least once: a redelivery shows twice).
- * It has no authentication (the sinks post to it like any destination); it only ever shows
- * what was posted to it, in the Pilot UI, to someone holding the admin token.
  */
 
 export interface DemoDelivery {
   seq: number;
   /** ms since epoch. */
   at: number;
-  /** Standard Webhooks id (the messageId) when the destination signs. */
+  /** Standard Webhooks id (the messageId, or the first one and the count for a batch); null in files from before signing. */
   webhookId: string | null;
   /** One event, or several for a `batch: true` destination. */
   events: unknown[];
@@ -38,14 +44,18 @@ export interface DemoReceiverOptions {
   now?: () => number;
   /** JSON lines of deliveries, kept across restarts; absent: in memory only. */
   file?: string;
+  /** The signing secrets of the destinations that post here; none: every post is refused. */
+  secrets: () => readonly string[];
+  /** Where refused posts leave their trace. */
+  refusals?: RefusalLog;
 }
 
 /**
  * @example
- *   const demo = await createDemoReceiver({ file: join(config.dataDir, 'pilot', 'demo-deliveries.jsonl') });
+ *   const demo = await createDemoReceiver({ file: join(config.dataDir, 'pilot', 'demo-deliveries.jsonl'), secrets: () => demoSenderSecrets(controlPlane.current()) });
  *   app.route('/', demo.routes); // POST /pilot/demo-webhook
  */
-export async function createDemoReceiver(opts: DemoReceiverOptions = {}): Promise<DemoReceiver> {
+export async function createDemoReceiver(opts: DemoReceiverOptions): Promise<DemoReceiver> {
   const keep = opts.keep ?? 200;
   const ring = createRing<DemoDelivery>(keep);
   const subscribers = new Set<(d: DemoDelivery) => void>();
@@ -85,13 +95,24 @@ export async function createDemoReceiver(opts: DemoReceiverOptions = {}): Promis
     '/pilot/demo-webhook',
     bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json({ success: false, code: 'payload_too_large', message: 'at most 1 MB' }, 413) }),
     async (c) => {
+      const text = await c.req.text();
+      const headers: Record<string, string> = {};
+      c.req.raw.headers.forEach((v, k) => (headers[k.toLowerCase()] = v));
+      let webhookId: string;
+      try {
+        webhookId = verifyStandardWebhook(headers, text, opts.secrets(), now());
+      } catch (err) {
+        if (!(err instanceof OrreryError)) throw err;
+        opts.refusals?.record({ receiver: 'pilot/demo-webhook', reason: err.code, status: err.status });
+        return c.json({ success: false, code: err.code, message: err.message }, err.status as 401);
+      }
       let body: unknown;
       try {
-        body = await c.req.json();
+        body = JSON.parse(text);
       } catch {
         return c.json({ success: false, code: 'invalid_json', message: 'the body is not JSON' }, 400);
       }
-      const d: DemoDelivery = { seq: ++seq, at: now(), webhookId: c.req.header('webhook-id') ?? null, events: Array.isArray(body) ? body : [body] };
+      const d: DemoDelivery = { seq: ++seq, at: now(), webhookId, events: Array.isArray(body) ? body : [body] };
       ring.push(d);
       // Before the answer: a 2xx tells the sink it is delivered, so it must be on disk by then.
       // A failed write is a 5xx, and the sink retries.

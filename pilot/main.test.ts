@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Adapters } from '../core/adapters.ts';
+import { standardWebhookHeaders } from '../core/auth.ts';
 import { createEmbeddedBus } from '../core/bus/embedded.ts';
 import { createMemoryCache } from '../core/cache/memory.ts';
 import { loadConfig } from '../core/config.ts';
@@ -22,6 +23,7 @@ import { createPilotComponent } from './main.ts';
  * test/integration/pilot.test.ts.
  */
 const TOKEN = 'unit-test-admin-token-0123456789';
+const DEMO_SECRET = `whsec_${Buffer.from('pilot-unit-demo-secret').toString('base64')}`;
 const logger = createLogger({ level: 'silent' });
 
 describe('pilot component (embedded bus, no database)', () => {
@@ -56,7 +58,11 @@ describe('pilot component (embedded bus, no database)', () => {
     new Gauge({ name: 'orrery_ingest_spool_depth', help: 'h', registers: [registry] }).set(0);
     const controlPlane = createStaticControlPlane({
       sources: [{ id: 'web', writeKeys: ['web-write-key-1'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }],
-      destinations: [{ id: 'hook', type: 'webhook', enabled: true, url: 'https://user:pw@hooks.example.com/x', secret: 'whsec_c2VjcmV0', headers: { 'x-api-key': 'k' } }],
+      destinations: [
+        { id: 'hook', type: 'webhook', enabled: true, url: 'https://user:pw@hooks.example.com/x', secret: 'whsec_c2VjcmV0', headers: { 'x-api-key': 'k' } },
+        // Posts to the demo receiver: its secret is the one the receiver takes.
+        { id: 'demo', type: 'webhook', enabled: true, url: 'http://127.0.0.1:8080/pilot/demo-webhook', allowPrivateNetwork: true, secret: DEMO_SECRET },
+      ],
       routes: [{ source: 'web', destination: 'hook', enabled: true, transforms: [] }],
     });
     pilot = await createPilotComponent(
@@ -158,7 +164,8 @@ describe('pilot component (embedded bus, no database)', () => {
     const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
     let text = '';
     const produced = adapters.bus.produce(topics.raw, [{ key: 'web:u1', value: JSON.stringify(envelope(3)) }]);
-    const demo = pilot.routes!.request('/pilot/demo-webhook', { method: 'POST', body: JSON.stringify(envelope(9)), headers: { 'content-type': 'application/json', 'webhook-id': 'm-web-9' } });
+    const delivered = JSON.stringify(envelope(9));
+    const demo = pilot.routes!.request('/pilot/demo-webhook', { method: 'POST', body: delivered, headers: { 'content-type': 'application/json', ...standardWebhookHeaders(DEMO_SECRET, 'm-web-9', delivered, Date.now()) } });
     await Promise.all([produced, demo]);
     for (;;) {
       const { value, done } = await reader.read();

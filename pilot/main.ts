@@ -1,14 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Hono } from 'hono';
+import { resolveAdminToken } from '../core/auth.ts';
 import type { Component, ComponentContext } from '../core/component.ts';
+import { createErrorBoundary, defaultOnError } from '../core/error-boundary.ts';
 import { activeGitops } from '../core/gitops-config.ts';
+import { createRefusalLog } from '../core/refusals.ts';
 import { createPgDeployLog, type DeployLog } from '../gitops/deploys.ts';
 import { createAlertMonitor, createWebhookNotifier, defaultRules, type AlertRule } from './alerts.ts';
 import { createPilotApi } from './api.ts';
 import { pilotConfigFrom, type PilotConfig } from './config.ts';
 import { createEventBuffer, startRawTopicDebugger, type RawTopicDebugger } from './debugger.ts';
 import { createDemoReceiver } from './demo.ts';
+import { demoSenderSecrets } from './demo-setup.ts';
 import { createMetricsSampler } from './metrics.ts';
 import { createPilotUi } from './ui/pages.ts';
 
@@ -42,17 +45,11 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
   // The one place Pilot reads the environment, and only when the caller did not parse it.
   const cfg = deps.pilot ?? pilotConfigFrom(process.env);
 
-  let adminToken = cfg.adminToken;
-  if (!adminToken) {
-    adminToken = randomBytes(24).toString('base64url');
-    // Printed once on stderr, beside the demo banner, so a first run works without setup;
-    // the JSON log holds no secrets, so it only says that a token was generated.
-    process.stderr.write(
-      `orrery: PILOT_ADMIN_TOKEN is not set: generated an admin token for this run: ${adminToken}\n` +
-        `  sign in to the UI with it, and send it as "Authorization: Bearer <token>" to /api; it changes at every start (set PILOT_ADMIN_TOKEN to choose one)\n`,
-    );
-    log.info({ adminToken: 'generated' }, 'PILOT_ADMIN_TOKEN is not set: generated an admin token for this run (printed on stderr, not logged)');
-  }
+  // The composition root resolves the token once for every component (ctx.adminToken);
+  // Pilot built on its own (tests, embedding) resolves its own.
+  const adminToken = cfg.adminToken ?? ctx.adminToken ?? resolveAdminToken({ configured: undefined, logger: ctx.logger });
+  const refusals = ctx.refusals ?? createRefusalLog({ logger: ctx.logger });
+  const unexpectedError = createErrorBoundary({ surface: 'pilot', logger: log, registry: ctx.registry });
 
   const deploys = deps.deploys ?? (ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : undefined);
   if (!deploys) log.info('pilot: no database and no deploy log given: the deploy history is empty');
@@ -80,7 +77,11 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
   });
 
   const events = createEventBuffer({ perSource: 200 });
-  const demo = await createDemoReceiver({ file: join(ctx.config.dataDir, 'pilot', 'demo-deliveries.jsonl') });
+  const demo = await createDemoReceiver({
+    file: join(ctx.config.dataDir, 'pilot', 'demo-deliveries.jsonl'),
+    secrets: () => demoSenderSecrets(ctx.controlPlane.current()),
+    refusals,
+  });
   const dbg: RawTopicDebugger = await startRawTopicDebugger({ bus: ctx.adapters.bus, topic: ctx.topics.raw, buffer: events, logger: log });
 
   const api = createPilotApi({
@@ -98,9 +99,13 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
     demo,
     streamMaxMs: cfg.streamMaxMs,
     logger: log,
+    refusals,
+    unexpectedError,
   });
 
   const routes = new Hono();
+  // The API answers its own errors; the demo receiver's and the UI's come here.
+  routes.onError(defaultOnError(unexpectedError));
   routes.route('/', api.routes);
   routes.route('/', demo.routes);
   routes.route('/', createPilotUi());

@@ -107,6 +107,16 @@ export function buildOpenApi(): Record<string, unknown> {
       get: { summary: 'Deploy requests, newest first, with their timeline', tag: 'deploys', ok: z.object({ deploys: z.array(DeployView), available: z.boolean() }), params: [q('limit', 'at most 500', 'integer'), q('policy', 'one image policy')] },
     },
     '/api/deploys/{id}': { get: { summary: 'One deploy', tag: 'deploys', ok: DeployView, params: [id('id')], errors: [404] } },
+    '/api/webhooks/refusals': {
+      get: {
+        summary: 'Webhooks refused lately (registry, git, demo), per receiver and reason: how often, first and last time; logged once per window',
+        tag: 'deploys',
+        ok: z.object({
+          windowMs: z.number(),
+          refusals: z.array(z.object({ receiver: z.string(), reason: z.string(), status: z.number(), count: z.number(), firstAt: z.number(), lastAt: z.number() })),
+        }),
+      },
+    },
     '/api/image-policies': { get: { summary: 'Image policies from the config', tag: 'deploys', ok: z.object({ policies: z.array(z.record(z.string(), z.unknown())) }) } },
     '/api/metrics/summary': { get: { summary: 'Delivered, failed and dead-lettered per destination; ingest accepted and rejected', tag: 'metrics', ok: MetricsSummaryView } },
     '/api/metrics/series': {
@@ -152,11 +162,11 @@ export function buildOpenApi(): Record<string, unknown> {
   paths['/pilot/demo-webhook'] = {
     post: {
       operationId: 'demoWebhook',
-      summary: 'The demo destination posts here (no token: it is a destination); the UI shows what arrived',
+      summary: 'The demo destination posts here, signed the Standard Webhooks way with its secret (no token: it is a destination); the UI shows what arrived',
       tags: ['debugger'],
       security: [],
       requestBody: { required: true, content: json({}) },
-      responses: { '200': { description: 'taken' }, '400': { description: 'not JSON' } },
+      responses: { '200': { description: 'taken' }, '400': { description: 'not JSON' }, '401': { description: 'not signed by a destination that posts here (missing_signature, bad_signature, stale_timestamp)' } },
     },
   };
   paths['/api/openapi.json'] = { get: { operationId: 'openapi', summary: 'This document (no token needed)', tags: ['meta'], security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } };

@@ -18,6 +18,9 @@ import { pollUntil, sleep, summarize, type Summary } from '../lib/stats.ts';
 const FLUX_INTERVAL_MS = 60_000;
 const ARGO_CD_RECONCILIATION_MS = 180_000;
 const REGISTRY_TOKEN = 'bench-registry-token-0001';
+/** /deploys and /sync/status want the admin token. */
+const ADMIN_TOKEN = 'bench-admin-token-0001-abcdef';
+const admin = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
 const IMAGE = 'registry.example.com/bench/app';
 
 interface DeployView {
@@ -143,6 +146,7 @@ gitops:
           ORRERY_CONFIG: config,
           GIT_TOKEN: server.token,
           REGISTRY_TOKEN,
+          PILOT_ADMIN_TOKEN: ADMIN_TOKEN,
           KUBECONFIG: kube?.kubeconfig ?? '',
           DATABASE_URL: databaseUrl ?? '',
           DATABASE_SCHEMA: schema,
@@ -151,7 +155,7 @@ gitops:
         },
       });
       const url = orrery.url;
-      const status = async () => (await (await fetch(`${url}/sync/status`)).json()) as { revision: string | null; conditions: Array<{ reason: string }> };
+      const status = async () => (await (await fetch(`${url}/sync/status`, admin)).json()) as { revision: string | null; conditions: Array<{ reason: string }> };
       const settled = kube ? 'ReconciliationSucceeded' : 'Planned';
       await pollUntil(async () => ((await status()).conditions[0]?.reason === settled ? true : undefined), `the first sync (${settled})`, timeoutMs, 100);
 
@@ -165,7 +169,7 @@ gitops:
         const answered = Date.now();
         if (res.status !== 202) throw new Error(`the webhook was answered ${res.status}: ${await res.text()}`);
         const id = ((await res.json()) as { deploys: number[] }).deploys[0]!;
-        const deploy = async () => (await (await fetch(`${url}/deploys/${id}`)).json()) as DeployView;
+        const deploy = async () => (await (await fetch(`${url}/deploys/${id}`, admin)).json()) as DeployView;
         const until = (states: string[], what: string) =>
           pollUntil(async () => {
             const d = await deploy();

@@ -1,8 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { z } from 'zod';
+import { verifyHubSignature } from '../../core/auth.ts';
 import { InputError } from '../../core/errors.ts';
-import type { ReceiverRequest } from '../api/types.ts';
-import { checkSize, fromIsoTime, ignored, imagePush, parseJsonObject, parseShape, requireHeader, safeEqual, secretString } from './shared.ts';
+import { checkSize, fromIsoTime, ignored, imagePush, parseJsonObject, parseShape, secretString } from './shared.ts';
 import type { Receiver } from './types.ts';
 
 /**
@@ -53,18 +52,12 @@ const Payload = z.looseObject({ action: z.string(), package: Package.optional(),
 
 const EVENTS = new Set(['package', 'registry_package']);
 
-function verifySignature(req: ReceiverRequest, secret: string): void {
-  const got = requireHeader(req, 'x-hub-signature-256');
-  const expected = `sha256=${createHmac('sha256', secret).update(req.body, 'utf8').digest('hex')}`;
-  if (!safeEqual(got, expected)) throw new InputError('bad_signature', 'X-Hub-Signature-256 does not match the body', 401);
-}
-
 const ghcr: Receiver<GhcrSettings> = {
   provider: 'ghcr',
   settingsSchema: Settings,
   receive(req, settings) {
     checkSize(req.body);
-    verifySignature(req, settings.secret);
+    verifyHubSignature(req.headers, req.body, settings.secret);
     const deliveryId = req.headers['x-github-delivery'] || undefined;
     const event = req.headers['x-github-event'];
     if (!event) throw new InputError('invalid_payload', 'the X-GitHub-Event header is missing', 400, { header: 'x-github-event' });

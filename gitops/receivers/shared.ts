@@ -1,28 +1,21 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { requireHeader as requireHeaderIn, safeEqual } from '../../core/auth.ts';
 import { InputError } from '../../core/errors.ts';
 import type { ImagePush, ReceiverRequest, ReceiverResult } from '../api/types.ts';
 import { validateReference } from './reference.ts';
 
 /**
- * What every receiver does the same way: the body limit, constant-time secret checks,
+ * What every receiver does the same way: the body limit, constant-time secret checks
+ * (core/auth.ts, shared with Pilot and the git webhook),
  * JSON and shape parsing with our refusal codes, and validated pushes.
  */
+
 
 /** Largest body a receiver looks at. Registry payloads are a few KiB; the HTTP layer limits too. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** A shared secret we generate and configure on both sides: long enough not to be guessed. */
 export const secretString = z.string().min(16, 'at least 16 characters');
-
-/**
- * Constant-time string comparison. Both sides are hashed first, so the comparison takes
- * the same time whatever the lengths: timingSafeEqual alone throws on unequal lengths,
- * and checking the length first would leak it.
- */
-export function safeEqual(a: string | Buffer, b: string | Buffer): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
-}
 
 /** 400 `payload_too_large` past {@link MAX_BODY_BYTES}; run before verifying, so no HMAC runs over a huge body. */
 export function checkSize(body: string): void {
@@ -34,9 +27,7 @@ export function checkSize(body: string): void {
 
 /** A header's value (names are lower case in ReceiverRequest), or a 401 `missing_signature`. */
 export function requireHeader(req: ReceiverRequest, name: string): string {
-  const value = req.headers[name];
-  if (value === undefined || value === '') throw new InputError('missing_signature', `the ${name} header is missing`, 401, { header: name });
-  return value;
+  return requireHeaderIn(req.headers, name);
 }
 
 /** The `Authorization` header must be exactly `expected` (401 `missing_signature` / `bad_token`). */

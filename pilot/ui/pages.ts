@@ -113,6 +113,7 @@ const bodies: Record<PageId, unknown> = {
     <p class="empty" id="dl-empty">No pending dead letters.</p>
     <section><h2>Dead letter</h2><pre id="dl-detail" class="json">Click Inspect to see a dead letter whole.</pre></section>`,
   deploys: html`
+    <p id="refusals" class="error-text" hidden></p>
     <table id="deploys">
       <thead><tr><th>#</th><th>Policy</th><th>Image</th><th>State</th><th>Commit / PR</th><th>Timeline</th></tr></thead>
       <tbody></tbody>

@@ -342,8 +342,12 @@
 
   pages.deploys = () => {
     async function refresh() {
-      const [{ deploys }, { policies }] = await Promise.all([api('/api/deploys?limit=100'), api('/api/image-policies')]);
+      const [{ deploys }, { policies }, { refusals }] = await Promise.all([api('/api/deploys?limit=100'), api('/api/image-policies'), api('/api/webhooks/refusals')]);
       $('#deploys-empty').hidden = deploys.length > 0;
+      // A registry with the wrong token retries forever: say so where deploys are missed.
+      $('#refusals').hidden = refusals.length === 0;
+      $('#refusals').textContent =
+        refusals.length === 0 ? '' : `Refused webhooks: ${refusals.map((r) => `${r.receiver} ${r.status} ${r.reason} ×${r.count} (last ${time(r.lastAt)})`).join(' · ')}`;
       $('#deploys tbody').replaceChildren(
         ...deploys.map((d) =>
           el(

@@ -24,6 +24,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'pilot-e2e-token-0123456789abcdef';
 const WRITE_KEY = 'pilot-e2e-write-key';
 const REGISTRY_TOKEN = 'pilot-e2e-registry-token';
+/** The demo receiver takes only posts signed by a destination that posts to it. */
+const DEMO_SECRET = `whsec_${Buffer.from('pilot-e2e-demo-secret').toString('base64')}`;
 const SHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
 const exec = promisify(execFile);
 
@@ -75,13 +77,13 @@ describe('pilot UI in a browser', () => {
     await gitCli(manifests, 'commit', '--quiet', '-m', 'seed manifests');
 
     const dir = await mkdtemp(join(tmpdir(), 'orrery-e2e-'));
-    // ${PORT} is Orrery's own port: the demo destination posts back to Pilot's demo webhook.
+    // ${PORT} is Orrery's own port: the demo destination posts back to Pilot's demo webhook, signed.
     await writeFile(
       join(dir, 'orrery.yaml'),
       `sources: [{ id: web, name: Web shop, writeKeys: [${WRITE_KEY}] }]
 destinations:
   - { id: crm, type: webhook, url: "${crm.url}", allowPrivateNetwork: true }
-  - { id: demo, type: webhook, url: "http://127.0.0.1:\${PORT}/pilot/demo-webhook", allowPrivateNetwork: true }
+  - { id: demo, type: webhook, url: "http://127.0.0.1:\${PORT}/pilot/demo-webhook", allowPrivateNetwork: true, secret: "${DEMO_SECRET}" }
 routes:
   # Only the track calls: two users' events, so the failing destination gives up within seconds.
   - { source: web, destination: crm, filter: { types: [track] } }

@@ -23,6 +23,9 @@ export interface SyncStatusView {
 }
 
 const REGISTRY_TOKEN = 'registry-token-for-sync-0001';
+/** The admin token /deploys, /sync/status and (without a signature) /webhooks/git want. */
+export const ADMIN_TOKEN = 'gitops-sync-admin-token-0001';
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /**
  * A manifests repository on a real git server, and `orrery start gitops` syncing it to the
@@ -47,13 +50,14 @@ ${gitopsYaml}`,
     ORRERY_DATA_DIR: join(dir, 'data'),
     GIT_TOKEN: server.token,
     REGISTRY_TOKEN,
+    PILOT_ADMIN_TOKEN: ADMIN_TOKEN,
     KUBECONFIG: kubeconfig,
     DATABASE_URL: serviceEnv('DATABASE_URL'),
     DATABASE_SCHEMA: uniqueName('sync').toLowerCase(),
     KAFKA_BROKERS: '',
     REDIS_URL: '',
   });
-  const status = async () => (await (await fetch(`${orrery.url}/sync/status`)).json()) as SyncStatusView;
+  const status = async () => (await (await fetch(`${orrery.url}/sync/status`, { headers: admin })).json()) as SyncStatusView;
   return {
     server,
     orrery,
@@ -68,7 +72,9 @@ ${gitopsYaml}`,
           events: [{ id: uniqueName('e'), timestamp: new Date().toISOString(), action: 'push', target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'a'.repeat(64)}`, repository, tag }, request: { host: 'registry.example.com' } }],
         }),
       }),
-    deploy: async (id: number) => (await (await fetch(`${orrery.url}/deploys/${id}`)).json()) as DeployRecord,
+    deploy: async (id: number) => (await (await fetch(`${orrery.url}/deploys/${id}`, { headers: admin })).json()) as DeployRecord,
+    /** The git push webhook, with the admin token: "look at git now". */
+    gitPush: () => fetch(`${orrery.url}/webhooks/git`, { method: 'POST', headers: admin }),
     status,
     /** Waits for a sync run to end with the Ready reason given. */
     untilSynced: (reason: string, timeoutMs = 90_000) =>

@@ -86,5 +86,20 @@ describe('first start, as a new user', () => {
     const config = (await (await pilot('/api/config')).json()) as Record<string, unknown>;
     expect(JSON.stringify(config)).toContain('demo-webhook');
     expect((await fetch(`${second.url}/api/demo/deliveries`)).status).toBe(401);
+
+    // Whoever reaches the port cannot make Pilot show a forged "delivered" event: the demo
+    // receiver takes only posts signed by the demo destination.
+    const forgedId = `forged-${randomUUID()}`;
+    const forged = await fetch(`${second.url}/pilot/demo-webhook`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'webhook-id': forgedId },
+      body: JSON.stringify({ messageId: forgedId, type: 'track', event: 'Forged' }),
+    });
+    expect(forged.status).toBe(401);
+    expect(await forged.json()).toMatchObject({ success: false, code: 'missing_signature' });
+    const shown = (await (await pilot('/api/demo/deliveries')).json()) as { deliveries: Array<{ events: Array<Record<string, unknown>> }> };
+    expect(JSON.stringify(shown)).not.toContain(forgedId);
+    const { refusals } = (await (await pilot('/api/webhooks/refusals')).json()) as { refusals: Array<Record<string, unknown>> };
+    expect(refusals).toContainEqual(expect.objectContaining({ receiver: 'pilot/demo-webhook', reason: 'missing_signature', count: 1 }));
   });
 });

@@ -85,7 +85,7 @@ describe('gitops sync to a real Kubernetes API', () => {
     await writeFile(join(work, 'apps/airflow.yaml'), text.replace(CONFIGMAP, ''));
     await gitCli(work, 'commit', '-am', 'remove the config map');
     await gitCli(work, 'push', '--quiet', 'origin', 'main');
-    await fetch(`${sync.orrery.url}/webhooks/git`, { method: 'POST' });
+    expect((await sync.gitPush()).status).toBe(202);
     await waitFor(
       async () => {
         try {

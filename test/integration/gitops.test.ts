@@ -26,6 +26,9 @@ spec:
 `;
 
 const REGISTRY_TOKEN = 'registry-token-abc';
+const ADMIN_TOKEN = 'gitops-admin-token-abc-0123';
+/** /deploys and /sync/status want the admin token. */
+const admin = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
 const GHCR_SECRET = 'ghcr-secret-xyz-0123';
 const GENERIC_SECRET = `whsec_${Buffer.from('generic-secret-0123456789').toString('base64')}`;
 
@@ -89,6 +92,7 @@ ${policies}
       REGISTRY_TOKEN,
       GHCR_SECRET,
       GENERIC_SECRET,
+      PILOT_ADMIN_TOKEN: ADMIN_TOKEN,
       DATABASE_URL: serviceEnv('DATABASE_URL'),
       DATABASE_SCHEMA: uniqueName('gitops').toLowerCase(),
       KAFKA_BROKERS: '',
@@ -109,7 +113,7 @@ ${policies}
     expect(ids).toHaveLength(WORKLOADS);
     await waitFor(
       async () => {
-        const { deploys } = (await (await fetch(`${orrery.url}/deploys?limit=100`)).json()) as { deploys: Array<{ state: string }> };
+        const { deploys } = (await (await fetch(`${orrery.url}/deploys?limit=100`, admin)).json()) as { deploys: Array<{ state: string }> };
         // Plan mode: each commit's deploy ends at planned once the sync has taken it.
         return deploys.filter((d) => d.state === 'planned').length === WORKLOADS;
       },
@@ -125,7 +129,7 @@ ${policies}
     expect(subjects.filter((s) => s.endsWith('|Orrery Bot'))).toHaveLength(WORKLOADS);
     expect(subjects[0]).toMatch(/^deploy\(w\d+\): registry\.example\.com\/team\/w\d+:1\.1\.0\|Orrery Bot$/);
 
-    const one = (await (await fetch(`${orrery.url}/deploys/${ids[0]}`)).json()) as { state: string; sha: string; history: Array<{ state: string; detail?: string }> };
+    const one = (await (await fetch(`${orrery.url}/deploys/${ids[0]}`, admin)).json()) as { state: string; sha: string; history: Array<{ state: string; detail?: string }> };
     expect(one.state).toBe('planned');
     expect(one.sha).toMatch(/^[0-9a-f]{40}$/);
     expect(one.history.map((h) => h.state)).toEqual(['received', 'committed', 'planned']);
@@ -141,7 +145,7 @@ ${policies}
     expect(await again.json()).toMatchObject({ deploys: [], duplicates: 1 });
     const older = await distribution(distributionEvent('team/w1', '1.0.5'));
     const olderId = ((await older.json()) as { deploys: number[] }).deploys[0];
-    await waitFor(async () => ((await (await fetch(`${orrery.url}/deploys/${olderId}`)).json()) as { state: string }).state === 'skipped', {
+    await waitFor(async () => ((await (await fetch(`${orrery.url}/deploys/${olderId}`, admin)).json()) as { state: string }).state === 'skipped', {
       what: 'the older tag skipped',
     });
   });
@@ -149,7 +153,7 @@ ${policies}
   it('malicious deliveries are answered 4xx and change nothing', async () => {
     const check = await server.clone();
     const head = (await gitCli(check, 'rev-parse', 'HEAD')).trim();
-    const count = async () => ((await (await fetch(`${orrery.url}/deploys?limit=500`)).json()) as { deploys: unknown[] }).deploys.length;
+    const count = async () => ((await (await fetch(`${orrery.url}/deploys?limit=500`, admin)).json()) as { deploys: unknown[] }).deploys.length;
     const before = await count();
     const now = Math.floor(Date.now() / 1000);
     const generic = (body: string, ts = now, secret = GENERIC_SECRET) => {
@@ -185,7 +189,7 @@ ${policies}
     const head = (await gitCli(await server.clone(), 'rev-parse', 'HEAD')).trim();
     const status = await waitFor(
       async () => {
-        const s = (await (await fetch(`${orrery.url}/sync/status`)).json()) as { mode: string; revision: string; plan: { apply: string[] }; conditions: Array<{ type: string; reason: string }> };
+        const s = (await (await fetch(`${orrery.url}/sync/status`, admin)).json()) as { mode: string; revision: string; plan: { apply: string[] }; conditions: Array<{ type: string; reason: string }> };
         return s.revision === head ? s : undefined;
       },
       { what: 'a plan for the head revision' },

@@ -24,6 +24,8 @@ import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ENV = 'manifests/environments/dev';
 const REGISTRY_TOKEN = 'registry-token-dev';
+/** /deploys wants the admin token. */
+const ADMIN_TOKEN = 'devenv-admin-token-0123456';
 
 async function filesUnder(root: string, dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -73,7 +75,7 @@ describe('the dev environment follows image pushes: values file and render toget
     const [id] = ((await res.json()) as { deploys: number[] }).deploys;
     return waitFor(
       async () => {
-        const d = (await (await fetch(`${orrery.url}/deploys/${id}`)).json()) as { state: string; error: string | null; history: unknown[] };
+        const d = (await (await fetch(`${orrery.url}/deploys/${id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { state: string; error: string | null; history: unknown[] };
         return ['planned', 'skipped', 'failed'].includes(d.state) ? d : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 100, what: `the deploy of ${repository}:${tag}` },
@@ -96,6 +98,7 @@ describe('the dev environment follows image pushes: values file and render toget
       ORRERY_DATA_DIR: join(dir, 'data'),
       GIT_TOKEN: server.token,
       REGISTRY_TOKEN,
+      PILOT_ADMIN_TOKEN: ADMIN_TOKEN,
       DATABASE_URL: serviceEnv('DATABASE_URL'),
       DATABASE_SCHEMA: uniqueName('devenv').toLowerCase(),
       KAFKA_BROKERS: '',

@@ -278,7 +278,8 @@ describe('pilot: the generated admin token', () => {
     try {
       const token = await waitFor(printed, { what: 'the token on stderr' });
       const line = orrery.logs.find((l) => l.adminToken === 'generated');
-      expect(line).toMatchObject({ level: 'info', component: 'pilot' });
+      // Resolved once by the composition root, for every component that serves a protected endpoint.
+      expect(line).toMatchObject({ level: 'info', component: 'auth' });
       const res = await fetch(`${orrery.url}/api/config`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
       // No DATABASE_URL: the control plane is versioned in the embedded store, so it takes changes.

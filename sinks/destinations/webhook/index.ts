@@ -1,5 +1,5 @@
-import { createHmac } from 'node:crypto';
 import { z } from 'zod';
+import { signStandardWebhook, standardWebhookHeaders } from '../../../core/auth.ts';
 import type { Envelope } from '../../../core/envelope.ts';
 import { guardedPost, privateLiteral } from '../../ssrf.ts';
 import { checkStatus, unreachable } from '../http.ts';
@@ -39,11 +39,8 @@ export function webhookPayload(e: Envelope): Record<string, unknown> {
   return message;
 }
 
-/** The Standard Webhooks signature header value. */
-export function signStandardWebhook(secret: string, id: string, timestamp: number, body: string): string {
-  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  return `v1,${createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
-}
+/** The Standard Webhooks signature header value (core/auth.ts, shared with the receivers that verify it). */
+export { signStandardWebhook };
 
 const webhook: DestinationModule<WebhookConfig> = {
   type: 'webhook',
@@ -58,12 +55,7 @@ const webhook: DestinationModule<WebhookConfig> = {
       const body = JSON.stringify(config.batch ? group.map(webhookPayload) : webhookPayload(group[0]!));
       const id = group.length === 1 ? group[0]!.messageId : `${group[0]!.messageId}+${group.length - 1}`;
       const headers: Record<string, string> = { ...config.headers, 'content-type': 'application/json', 'user-agent': 'orrery-webhook/1' };
-      if (config.secret) {
-        const timestamp = Math.floor(ctx.now() / 1000);
-        headers['webhook-id'] = id;
-        headers['webhook-timestamp'] = String(timestamp);
-        headers['webhook-signature'] = signStandardWebhook(config.secret, id, timestamp, body);
-      }
+      if (config.secret) Object.assign(headers, standardWebhookHeaders(config.secret, id, body, ctx.now()));
       // undici's request rather than ctx.fetch: the webhook is the one destination whose
       // speed is the sink's (see guardedPost); vendor destinations keep fetch.
       let res: Awaited<ReturnType<typeof guardedPost>>;
