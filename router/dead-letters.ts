@@ -29,7 +29,7 @@ export const ROUTER_DEAD_LETTER_MIGRATIONS = [
       original_topic text,
       original_partition int,
       original_offset bigint,
-      message_key text,
+      message_key bytea,
       raw bytea not null,
       headers jsonb not null,
       dead_at timestamptz not null default now(),
@@ -82,6 +82,12 @@ export function resetRouterDeadLetterMigrationCache(): void {
 const intOrNull = (s: string | undefined) => (s !== undefined && /^-?\d+$/.test(s) ? s : null);
 
 /**
+ * Postgres text and jsonb cannot hold U+0000, which an error about unparseable bytes may
+ * quote: shown as U+FFFD instead. (The raw bytes and the key are bytea, kept exactly.)
+ */
+const pgText = (s: string) => s.replaceAll('\u0000', '\uFFFD');
+
+/**
  * Copies DLQ messages into the store, once each: a message already recorded (same DLQ
  * position) is skipped, so the recorder may read a batch again after a crash. Returns how
  * many rows were new.
@@ -102,15 +108,15 @@ export async function recordRouterDeadLetters(store: Store, messages: readonly I
       m.partition,
       m.offset,
       m.timestamp,
-      h['x-orrery-reason'] ?? 'unknown',
-      h['x-orrery-error'] ?? '',
+      pgText(h['x-orrery-reason'] ?? 'unknown'),
+      pgText(h['x-orrery-error'] ?? ''),
       version === null ? null : Number(version),
-      h['x-orrery-original-topic'] ?? null,
+      h['x-orrery-original-topic'] === undefined ? null : pgText(h['x-orrery-original-topic']),
       partition === null ? null : Number(partition),
       intOrNull(h['x-orrery-original-offset']),
-      m.key,
+      m.key === null ? null : Buffer.from(m.key, 'utf8'),
       m.value ?? Buffer.alloc(0),
-      JSON.stringify(h),
+      JSON.stringify(Object.fromEntries(Object.entries(h).map(([k, v]) => [pgText(k), pgText(v)]))),
     );
     const b = i * cols;
     return `(${Array.from({ length: cols }, (_, k) => `$${b + k + 1}`).join(', ')}::jsonb)`;
@@ -136,7 +142,7 @@ type Row = {
   original_topic: string | null;
   original_partition: number | null;
   original_offset: string | null;
-  message_key: string | null;
+  message_key: Uint8Array | null;
   raw: Uint8Array;
   dead_at: Date;
   replayed_at: Date | null;
@@ -169,7 +175,7 @@ function toLetter(r: Row): RouterDeadLetter {
     originalTopic: r.original_topic,
     originalPartition: r.original_partition,
     originalOffset: r.original_offset === null ? null : String(r.original_offset),
-    key: r.message_key,
+    key: r.message_key === null ? null : Buffer.from(r.message_key).toString('utf8'),
     ...showBytes(r.raw),
     dlq: { topic: r.dlq_topic, partition: r.dlq_partition, offset: String(r.dlq_offset) },
     deadAt: new Date(r.dead_at).toISOString(),
@@ -232,6 +238,6 @@ export async function replayRouterDeadLetters(
           [opts.ids ?? null, failed],
         )
       ).rows[0],
-    (row) => produce(row.message_key, Buffer.from(row.raw)),
+    (row) => produce(row.message_key === null ? null : Buffer.from(row.message_key).toString('utf8'), Buffer.from(row.raw)),
   );
 }
