@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { listRouterDeadLetters, recordRouterDeadLetters, replayRouterDeadLetters
 import { recordDeadLetters } from '../../sinks/dead-letters.ts';
 import { getAnyDeadLetter } from '../../pilot/dead-letters.ts';
 import { serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
+import { realServicesEnv, startOrrery, webToHookConfig, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { recordTopics, testBus } from '../helpers/topics.ts';
 
@@ -36,8 +36,8 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
   let orrery: OrreryProcess;
   let alerts: Awaited<ReturnType<typeof startReceiver>>;
   let bus: Bus;
-  const prefix = uniqueName('rdlq');
-  const raw = `${prefix}.events.raw`;
+  let prefix: string;
+  let raw: string;
   const tag = uniqueName('m');
 
   async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
@@ -52,26 +52,11 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
   beforeAll(async () => {
     alerts = await startReceiver();
     const receiver = await startReceiver();
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-'));
-    await writeFile(
-      join(dir, 'orrery.yaml'),
-      `sources: [{ id: web, writeKeys: [rdlq-key] }]
-destinations: [{ id: hook, type: webhook, url: "${receiver.url}", allowPrivateNetwork: true }]
-routes: [{ source: web, destination: hook }]
-`,
-    );
+    const env = realServicesEnv(await webToHookConfig('rdlq', 'rdlq-key', receiver.url), 'rdlq');
+    prefix = env.KAFKA_TOPIC_PREFIX!;
+    raw = `${prefix}.events.raw`;
     orrery = await startOrrery(['start'], {
-      ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-      ORRERY_DATA_DIR: join(dir, 'data'),
-      KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-      KAFKA_TOPIC_PREFIX: prefix,
-      KAFKA_TOPIC_PARTITIONS: '2',
-      DATABASE_URL: serviceEnv('DATABASE_URL'),
-      DATABASE_SCHEMA: uniqueName('rdlq').toLowerCase(),
-      REDIS_URL: serviceEnv('REDIS_URL'),
-      ROUTER_GROUP: uniqueName('router'),
-      SINKS_GROUP_PREFIX: uniqueName('sink'),
-      INGEST_SPOOL_DIR: join(dir, 'spool'),
+      ...env,
       PILOT_ADMIN_TOKEN: TOKEN,
       PILOT_ALERT_WEBHOOK: alerts.url,
       PILOT_ALERT_INTERVAL_MS: '300',
@@ -190,16 +175,16 @@ function dlqMessage(offset: number, value: Buffer, key: string | null, error = '
   };
 }
 
-const pgliteDirs: string[] = [];
+const tempDirs: string[] = [];
 afterAll(async () => {
-  await Promise.all(pgliteDirs.map((d) => rm(d, { recursive: true, force: true })));
+  await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
 for (const [kind, open] of [
   ['pg', async () => createPgStore({ url: serviceEnv('DATABASE_URL'), schema: uniqueName('rdlq').toLowerCase() })],
   ['pglite', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-pglite-'));
-    pgliteDirs.push(dir);
+    tempDirs.push(dir);
     return createPgliteStore({ dir, logger: testLogger() });
   }],
 ] as const) {
@@ -264,15 +249,8 @@ for (const [kind, open] of [
 describe('router dead letters on the embedded defaults (no Kafka, Postgres or Redis)', () => {
   it('an unknown source\'s event on the embedded bus shows in Pilot, and replays to the destination once the source is added', async () => {
     const receiver = await startReceiver();
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-embedded-'));
-    pgliteDirs.push(dir);
-    await writeFile(
-      join(dir, 'orrery.yaml'),
-      `sources: [{ id: web, writeKeys: [embedded-key] }]
-destinations: [{ id: hook, type: webhook, url: "${receiver.url}", allowPrivateNetwork: true }]
-routes: [{ source: web, destination: hook }]
-`,
-    );
+    const dir = await webToHookConfig('rdlq-embedded', 'embedded-key', receiver.url);
+    tempDirs.push(dir);
     const env = { ORRERY_CONFIG: join(dir, 'orrery.yaml'), ORRERY_DATA_DIR: join(dir, 'data'), KAFKA_BROKERS: '', DATABASE_URL: '', REDIS_URL: '', PILOT_ADMIN_TOKEN: TOKEN };
     // A first run creates the topics; between runs, the test writes to the bus itself (one
     // process at a time opens it), as an event of a source since removed would be.
