@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEmbeddedBus } from '../../core/bus/embedded.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
@@ -22,6 +25,8 @@ import { recordTopics, testBus } from '../helpers/topics.ts';
  * is added, a replay from Pilot routes it, once.
  */
 const TOKEN = 'router-dlq-integration-token-0123456789';
+const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+const run = promisify(execFile);
 
 type Json = Record<string, any>;
 
@@ -38,6 +43,7 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
   let bus: Bus;
   let prefix: string;
   let raw: string;
+  let env: Record<string, string>;
   const tag = uniqueName('m');
 
   async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
@@ -52,7 +58,7 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
   beforeAll(async () => {
     alerts = await startReceiver();
     const receiver = await startReceiver();
-    const env = realServicesEnv(await webToHookConfig('rdlq', 'rdlq-key', receiver.url), 'rdlq');
+    env = realServicesEnv(await webToHookConfig('rdlq', 'rdlq-key', receiver.url), 'rdlq');
     prefix = env.KAFKA_TOPIC_PREFIX!;
     raw = `${prefix}.events.raw`;
     orrery = await startOrrery(['start'], {
@@ -151,6 +157,15 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
     const after = await api('GET', '/api/dead-letters?stage=router&includeReplayed=true');
     expect(after.body.deadLetters.find((l: Json) => l.id === ghost.id)).toMatchObject({ replayedAt: expect.any(String), replayAttempts: 1 });
     expect(after.body.pendingByStage).toEqual({ sink: 0, router: 1 });
+
+    // `orrery dlq` sees the same letters; a letter the router still cannot route comes back as a new one.
+    const cli = async (...args: string[]) => (await run(process.execPath, [CLI, 'dlq', ...args], { env: { ...process.env, ...env } })).stdout;
+    const lines = (out: string) => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Json);
+    expect(lines(await cli('list', '--stage', 'router')).map((l) => [l.id, l.reason, l.raw])).toEqual([[bin.id, 'invalid_json', binary.toString('base64')]]);
+    expect(JSON.parse(await cli('replay', '--stage', 'router'))).toEqual({ replayed: [bin.id], failed: [] });
+    const again = await waitFor(async () => lines(await cli('list', '--stage', 'router'))[0], { what: 'the replayed bytes dead-lettered again' });
+    expect(again).toMatchObject({ reason: 'invalid_json', key: 'bin:1', raw: binary.toString('base64') });
+    expect(again.id).toBeGreaterThan(bin.id);
   });
 });
 
