@@ -21,7 +21,7 @@ import { embeddedGitopsBanner, ensureEmbeddedGitops, type EmbeddedGitops } from 
 import { createPilotComponent } from '../pilot/main.ts';
 import { pilotConfigFrom } from '../pilot/config.ts';
 import { demoBanner, ensureDemo, ensureDemoSecret, localBaseUrl } from '../pilot/demo-setup.ts';
-import { listDeadLetters } from '../sinks/dead-letters.ts';
+import { listAllDeadLetters, replayAllDeadLetters, type Stage } from '../pilot/dead-letters.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
 import { createKubeApplier, loadKubeConfig } from '../gitops/apply/applier.ts';
@@ -209,35 +209,48 @@ service also does this at start.`,
     },
   },
   dlq: {
-    summary: 'List and replay dead letters (events a destination would not take)',
-    usage: 'orrery dlq list|replay [--destination id] [--id n …] [--all] [--limit n] [--config file]',
-    help: `list     the dead letters still pending (--all: replayed ones too), as JSON lines
-replay   re-send pending dead letters to their destinations with the current settings;
-         each is delivered once, even when two replays run at once
+    summary: 'List and replay dead letters (events the router could not route, or a destination would not take)',
+    usage: 'orrery dlq list|replay [--stage router|sink] [--destination id] [--id n …] [--all] [--limit n] [--config file]',
+    help: `list     the dead letters still pending (--all: replayed ones too), oldest first, as JSON
+         lines; each says its stage: router (could not route: reason, raw bytes, key) or
+         sink (a destination would not take it)
+replay   re-send pending dead letters, each once, even when two replays run at once: sink
+         letters to their destinations with the current settings, router letters onto the
+         raw topic (raw bytes, original key) to be routed with the current control plane
+--stage and --destination (sink letters of one destination) narrow both.
 Dead letters live in the store: DATABASE_URL's Postgres, or the embedded one under the
 data dir, which only one process opens at a time (use Pilot's replay while orrery start runs).`,
     async run(args, config, flags) {
       const action = args[0];
       if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
       const cfg = config();
-      const logger = createLogger({ level: 'warn' });
+      // Logs on stderr: stdout holds the JSON lines (or the replay result) that scripts read.
+      const logger = createLogger({ level: 'warn' }, process.stderr);
       const adapters = await createAdapters(cfg, logger);
       try {
-        if (!adapters.store) throw new ConfigError('dead letters live in the store, and there is none');
-        const destinationId = flags.destination;
-        const ids = flags.id?.map(Number);
+        const store = adapters.store;
+        if (!store) throw new ConfigError('dead letters live in the store, and there is none');
+        if (flags.stage !== undefined && flags.stage !== 'router' && flags.stage !== 'sink') throw new ConfigError('--stage is router or sink');
+        const stage = flags.stage as Stage | undefined;
+        if (stage === 'router' && flags.destination) throw new ConfigError('router dead letters have no destination: --destination goes with sink letters');
+        const filter = {
+          stage,
+          destinationId: flags.destination,
+          ids: flags.id?.map(Number),
+          limit: flags.limit ? Number(flags.limit) : undefined,
+        };
         if (action === 'list') {
-          for (const l of await listDeadLetters(adapters.store, { destinationId, includeReplayed: flags.all, limit: flags.limit ? Number(flags.limit) : 100 })) {
+          for (const l of await listAllDeadLetters(store, { ...filter, includeReplayed: flags.all })) {
             process.stdout.write(`${JSON.stringify(l)}\n`);
           }
           return;
         }
         const controlPlane = await openControlPlane(cfg, adapters, logger);
         try {
-          const result = await replayToDestinations(adapters.store, controlPlane.current(), {
-            ...(destinationId ? { destinationId } : {}),
-            ...(ids ? { ids } : {}),
-            ...(flags.limit ? { limit: Number(flags.limit) } : {}),
+          const raw = topicNames(cfg.kafka.topicPrefix).raw;
+          const result = await replayAllDeadLetters(store, filter, {
+            replaySinks: (opts) => replayToDestinations(store, controlPlane.current(), opts),
+            republish: (key, value) => adapters.bus.produce(raw, [{ key, value }]),
           });
           process.stdout.write(`${JSON.stringify(result)}\n`);
           if (result.failed.length > 0) process.exitCode = 1;
@@ -334,6 +347,7 @@ export async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       destination: { type: 'string' },
       id: { type: 'string', multiple: true },
+      stage: { type: 'string' },
       all: { type: 'boolean' },
       limit: { type: 'string' },
       ...RENDER_OPTIONS,

@@ -91,6 +91,26 @@ describe('alert conditions', () => {
     ]);
   });
 
+  it('dead-letter growth: the router\'s dead letters over the window, all reasons in one alert', () => {
+    const rule: AlertRule = { id: 'dl', kind: 'dead_letter_growth', windowMs: 60_000, threshold: 0, forMs: 0 };
+    const router = (at: number, byReason: Record<string, number>): MetricSample => ({
+      at,
+      series: Object.entries(byReason).map(([reason, value]) => ({ name: 'orrery_router_events_dead_lettered_total', labels: { reason }, value })),
+    });
+    // invalid_envelope stays at 4; unknown_source grows by 2 and unparseable appears with 1.
+    const samples = [router(s(0), { invalid_envelope: 4, unknown_source: 1 }), router(s(20), { invalid_envelope: 4, unknown_source: 3, unparseable: 1 })];
+    expect(conditionsOf([rule], { now: s(20), samples, deploys: [] })).toEqual([
+      expect.objectContaining({ key: 'dl:router', labels: { stage: 'router' }, value: 3, summary: 'the router dead-lettered 3 events in the last 1m (unknown_source: 2, unparseable: 1)' }),
+    ]);
+    // No growth in the window: nothing holds.
+    expect(conditionsOf([rule], { now: s(20), samples: [samples[1]!, { ...samples[1]!, at: s(20) }], deploys: [] })).toEqual([]);
+    const { sent } = run([rule], [
+      { now: s(0), samples: [samples[0]!], deploys: [] },
+      { now: s(20), samples, deploys: [] },
+    ]);
+    expect(sent).toEqual([expect.objectContaining({ status: 'firing', key: 'dl:router', text: '[FIRING] warning: the router dead-lettered 3 events in the last 1m (unknown_source: 2, unparseable: 1)' })]);
+  });
+
   it('consumer lag and spool depth read the newest sample; absent metrics mean nothing', () => {
     const rules: AlertRule[] = [
       { id: 'lag', kind: 'consumer_lag', threshold: 1000, forMs: 0 },

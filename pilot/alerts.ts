@@ -59,7 +59,10 @@ interface RuleBase {
 export type AlertRule =
   /** Failed attempts / (failed attempts + delivered events) of a destination over the window. */
   | (RuleBase & { kind: 'destination_failure_rate'; windowMs: number; threshold: number; minAttempts: number })
-  /** Events a destination dead-lettered over the window, above `threshold` (0: any). */
+  /**
+   * Events a destination dead-lettered over the window, above `threshold` (0: any), one
+   * alert per destination; and events the router dead-lettered (could not route), one alert.
+   */
   | (RuleBase & { kind: 'dead_letter_growth'; windowMs: number; threshold: number })
   /** Raw-topic messages the router has not routed, above `threshold`. */
   | (RuleBase & { kind: 'consumer_lag'; threshold: number })
@@ -236,6 +239,20 @@ export function conditionsOf(rules: readonly AlertRule[], input: AlertInput): Co
             labels: { destination },
             value: n,
             summary: `destination ${destination} dead-lettered ${n} event${n === 1 ? '' : 's'} in the last ${formatDuration(rule.windowMs)}`,
+          });
+        }
+        // The router counts what it sends to the DLQ topic by reason; its letters are one
+        // alert, whose summary says which reasons grew.
+        const byReason = [...increases(input.samples, input.now, rule.windowMs, 'orrery_router_events_dead_lettered_total', 'reason')].filter(([, v]) => v > 0);
+        const routerDead = byReason.reduce((a, [, v]) => a + v, 0);
+        if (routerDead > rule.threshold) {
+          const reasons = byReason.sort(([a], [b]) => a.localeCompare(b)).map(([r, v]) => `${r}: ${v}`).join(', ');
+          out.push({
+            ...base,
+            key: `${rule.id}:router`,
+            labels: { stage: 'router' },
+            value: routerDead,
+            summary: `the router dead-lettered ${routerDead} event${routerDead === 1 ? '' : 's'} in the last ${formatDuration(rule.windowMs)} (${reasons})`,
           });
         }
         break;

@@ -15,11 +15,11 @@ import type { RefusalLog } from '../core/refusals.ts';
 import type { Store } from '../core/store/types.ts';
 import type { DeployLog } from '../gitops/deploys.ts';
 import { hashWriteKey } from '../ingest/sources.ts';
-import { listDeadLetters, type ReplayResult } from '../sinks/dead-letters.ts';
+import type { ReplayResult } from '../sinks/dead-letters.ts';
 import { DESTINATIONS } from '../sinks/destinations/index.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import type { AlertMonitor } from './alerts.ts';
-import { getDeadLetter, pendingCounts } from './dead-letters.ts';
+import { getAnyDeadLetter, listAllDeadLetters, pendingByStage, pendingCounts, replayAllDeadLetters, type DeadLetterFilter } from './dead-letters.ts';
 import type { EventBuffer } from './debugger.ts';
 import type { DemoReceiver } from './demo.ts';
 import { chartPoints, summarize, type MetricsSampler } from './metrics.ts';
@@ -63,7 +63,9 @@ export interface PilotApiDeps {
   refusals: RefusalLog;
   /** Logs and counts an unexpected 5xx (core/error-boundary.ts). */
   unexpectedError: UnexpectedErrorHandler;
-  /** For tests: how dead letters are replayed. */
+  /** Puts a router dead letter back on the raw topic: its raw bytes, its original key. */
+  republish: (key: string | null, value: Buffer) => Promise<void>;
+  /** For tests: how sink dead letters are replayed. */
   replay?: (store: Store, snapshot: ControlPlaneSnapshot, opts: { destinationId?: string; ids?: number[]; limit?: number }) => Promise<ReplayResult>;
 }
 
@@ -430,38 +432,47 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
     return deps.store;
   }
 
+  const stageQuery = (c: Context): DeadLetterFilter['stage'] => {
+    const stage = c.req.query('stage') || undefined;
+    if (stage !== undefined && stage !== 'router' && stage !== 'sink') throw new InputError('invalid_request', 'stage is router or sink', 400);
+    return stage;
+  };
+
+  async function replayLetters(store: Store, filter: DeadLetterFilter): Promise<ReplayResult> {
+    return replayAllDeadLetters(store, filter, { replaySinks: (opts) => replay(store, latest(), opts), republish: deps.republish });
+  }
+
   app.get('/api/dead-letters', async (c) => {
     const store = needStore();
-    const destinationId = c.req.query('destination') || undefined;
-    const deadLetters = await listDeadLetters(store, {
-      ...(destinationId ? { destinationId } : {}),
+    const deadLetters = await listAllDeadLetters(store, {
+      stage: stageQuery(c),
+      destinationId: c.req.query('destination') || undefined,
       includeReplayed: c.req.query('includeReplayed') === 'true',
       limit: intQuery(c, 'limit', { min: 1, max: 1000 }) ?? 100,
     });
-    return c.json({ deadLetters, pending: await pendingCounts(store) });
+    return c.json({ deadLetters, pending: await pendingCounts(store), pendingByStage: await pendingByStage(store) });
   });
 
   app.get('/api/dead-letters/:id', async (c) => {
-    const letter = await getDeadLetter(needStore(), idParam(c));
+    const letter = await getAnyDeadLetter(needStore(), idParam(c));
     if (!letter) throw new InputError('not_found', `no dead letter ${c.req.param('id')}`, 404);
     return c.json(letter);
   });
 
   app.post('/api/dead-letters/replay', async (c) => {
     const store = needStore();
-    const { destinationId, ids, limit } = await body(c, ReplayBody);
-    const result = await replay(store, latest(), { ...(destinationId ? { destinationId } : {}), ...(ids ? { ids } : {}), ...(limit ? { limit } : {}) });
-    log.info({ replayed: result.replayed.length, failed: result.failed.length, destinationId }, 'dead letters replayed through Pilot');
+    const { stage, destinationId, ids, limit } = await body(c, ReplayBody);
+    const result = await replayLetters(store, { stage, destinationId, ids, limit });
+    log.info({ replayed: result.replayed.length, failed: result.failed.length, destinationId, stage }, 'dead letters replayed through Pilot');
     return c.json(result);
   });
 
   app.post('/api/dead-letters/:id/replay', async (c) => {
     const store = needStore();
     const id = idParam(c);
-    const letter = await getDeadLetter(store, id);
+    const letter = await getAnyDeadLetter(store, id);
     if (!letter) throw new InputError('not_found', `no dead letter ${id}`, 404);
-    const result = await replay(store, latest(), { ids: [id] });
-    return c.json(result);
+    return c.json(await replayLetters(store, { stage: letter.stage, ids: [id] }));
   });
 
   // ---- deploys and image policies ---------------------------------------------------------

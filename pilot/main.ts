@@ -88,6 +88,7 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
     adminToken,
     controlPlane: ctx.controlPlane,
     store: ctx.adapters.store,
+    republish: (key, value) => ctx.adapters.bus.produce(ctx.topics.raw, [{ key, value }]),
     deploys,
     policies: activeGitops(ctx.config.gitops)?.policies ?? [],
     sampler,

@@ -91,16 +91,31 @@ export function buildOpenApi(): Record<string, unknown> {
     },
     '/api/dead-letters': {
       get: {
-        summary: 'Dead letters (pending unless includeReplayed=true), and pending counts',
+        summary: "Dead letters of the router (events it could not route) and of the sinks (events a destination would not take), oldest first, pending unless includeReplayed=true; pending counts per destination and per stage",
         tag: 'dead letters',
-        ok: z.object({ deadLetters: z.array(DeadLetterView), pending: z.record(z.string(), z.number()) }),
-        params: [q('destination', 'one destination'), q('includeReplayed', 'replayed ones too', 'boolean'), q('limit', 'at most 1000', 'integer')],
-        errors: [409],
+        ok: z.object({
+          deadLetters: z.array(DeadLetterView),
+          pending: z.record(z.string(), z.number()).describe('sink letters per destination'),
+          pendingByStage: z.object({ sink: z.number(), router: z.number() }),
+        }),
+        params: [
+          q('stage', 'router or sink (default: both)'),
+          q('destination', 'one destination (sink letters only)'),
+          q('includeReplayed', 'replayed ones too', 'boolean'),
+          q('limit', 'at most 1000', 'integer'),
+        ],
+        errors: [400, 409],
       },
     },
     '/api/dead-letters/{id}': { get: { summary: 'One dead letter, with its event and error', tag: 'dead letters', ok: DeadLetterView, params: [id('id')], errors: [404, 409] } },
     '/api/dead-letters/replay': {
-      post: { summary: 'Re-send dead letters with the current destination settings, each once', tag: 'dead letters', body: ReplayBody, ok: ReplayResult, errors: [400, 409] },
+      post: {
+        summary: 'Re-send dead letters, each once: sink letters to their destinations with the current settings, router letters onto the raw topic (raw bytes, original key) to be routed again',
+        tag: 'dead letters',
+        body: ReplayBody,
+        ok: ReplayResult,
+        errors: [400, 409],
+      },
     },
     '/api/dead-letters/{id}/replay': { post: { summary: 'Re-send one dead letter', tag: 'dead letters', ok: ReplayResult, params: [id('id')], errors: [404, 409] } },
     '/api/deploys': {

@@ -78,7 +78,8 @@ export const RouteUpdateBody = z.strictObject({
 });
 
 export const ReplayBody = z.strictObject({
-  destinationId: Id.optional(),
+  stage: z.enum(['router', 'sink']).optional().describe('only this stage\'s letters (default: both)'),
+  destinationId: Id.optional().describe('only the sink letters of this destination'),
   ids: z.array(z.number().int().positive()).max(10_000).optional(),
   limit: z.number().int().min(1).max(10_000).optional(),
 });
@@ -97,9 +98,10 @@ export const ConfigView = z
     routes: z.array(RouteConfig),
   });
 
-export const DeadLetterView = z
+export const SinkDeadLetterView = z
   .object({
     id: z.number().int(),
+    stage: z.literal('sink'),
     destinationId: z.string(),
     messageId: z.string(),
     event: z.record(z.string(), z.unknown()),
@@ -113,6 +115,27 @@ export const DeadLetterView = z
     replayAttempts: z.number().int(),
     replayError: z.string().nullable(),
   });
+
+export const RouterDeadLetterView = z.object({
+  id: z.number().int(),
+  stage: z.literal('router'),
+  reason: z.string().describe('unparseable, invalid_envelope, unknown_source, …'),
+  error: z.string(),
+  configVersion: z.number().int().nullable().describe('the control-plane version the router had'),
+  originalTopic: z.string().nullable(),
+  originalPartition: z.number().int().nullable(),
+  originalOffset: z.string().nullable(),
+  key: z.string().nullable(),
+  raw: z.string().describe('the message as the router read it'),
+  rawEncoding: z.enum(['utf8', 'base64']).describe('base64 when the bytes are not UTF-8'),
+  dlq: z.object({ topic: z.string(), partition: z.number().int(), offset: z.string() }),
+  deadAt: z.string(),
+  replayedAt: z.string().nullable(),
+  replayAttempts: z.number().int(),
+  replayError: z.string().nullable(),
+});
+
+export const DeadLetterView = z.discriminatedUnion('stage', [SinkDeadLetterView, RouterDeadLetterView]);
 
 export const DeployView = z
   .object({

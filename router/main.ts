@@ -1,10 +1,12 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
+import { startDlqRecorder, type DlqRecorder } from './dlq-recorder.ts';
 import { createRouterHandler, type RouterMetrics } from './handler.ts';
 
 /**
  * The router component's composition root: a consumer group on the raw topic, the
- * pipeline handler, destination topics kept in step with the control plane, metrics.
+ * pipeline handler, destination topics kept in step with the control plane, metrics, and
+ * the recorder that copies the DLQ topic into the store for Pilot.
  *
  * @example const router = await createRouterComponent(ctx);
  */
@@ -54,15 +56,26 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
   });
   log.info({ group: config.router.group, version: controlPlane.current().version }, 'router consuming');
 
+  // Without a store (tests only: createAdapters always makes one) the letters stay on the topic.
+  let recorder: DlqRecorder | undefined;
+  if (adapters.store) {
+    const group = `${config.router.group}-dlq-recorder`;
+    const recorded = new Counter({ name: 'orrery_router_dead_letters_recorded_total', help: 'DLQ messages copied into the store', registers: [ctx.registry] });
+    recorder = await startDlqRecorder({ bus, store: adapters.store, topic: topics.dlq, group, logger: log, onRecorded: (n) => recorded.inc(n) });
+    log.info({ group, topic: topics.dlq }, 'recording router dead letters into the store');
+  }
+
   return {
     name: 'router',
     checks: {
       consumer: async () => (lastError ? { status: 'degraded', detail: String((lastError as Error).message ?? lastError) } : 'ok'),
+      ...(recorder ? { deadLetters: async () => (recorder.failure() ? { status: 'degraded' as const, detail: `recording dead letters: ${recorder.failure()}` } : 'ok' as const) } : {}),
     },
     async stop() {
       unsubscribe();
       // Lets the batch in flight finish, produce and commit before leaving the group.
       await subscription.stop();
+      await recorder?.stop();
     },
   };
 }

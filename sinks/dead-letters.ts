@@ -1,5 +1,6 @@
 import type { Envelope } from '../core/envelope.ts';
 import { migrate } from '../core/store/migrate.ts';
+import { replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
 import type { Store } from '../core/store/types.ts';
 
 /**
@@ -31,6 +32,8 @@ export const DEAD_LETTER_MIGRATIONS = [
 
 export interface DeadLetter {
   id: number;
+  /** Which stage gave up on the event (router dead letters: router/dead-letters.ts). */
+  stage: 'sink';
   destinationId: string;
   messageId: string;
   event: Envelope;
@@ -97,6 +100,7 @@ type Row = {
 function toDeadLetter(r: Row): DeadLetter {
   return {
     id: Number(r.id),
+    stage: 'sink',
     destinationId: r.destination_id,
     messageId: r.message_id,
     event: r.event,
@@ -133,16 +137,12 @@ export async function listDeadLetters(
   return rows.map(toDeadLetter);
 }
 
-export interface ReplayResult {
-  replayed: number[];
-  failed: Array<{ id: number; error: string }>;
-}
+export type { ReplayResult };
 
 /**
- * Re-sends dead letters through `deliver`, oldest first, in the destination's order. Each
- * row is locked (`for update skip locked`) and marked replayed in the same transaction as
- * its delivery, so two replays running at once never send one letter twice, and a letter
- * that was replayed is never sent again. A failed replay stays pending, with the error.
+ * Re-sends dead letters through `deliver`, oldest first, in the destination's order, each
+ * once (see replayRows: row lock and mark in the delivery's transaction). A failed replay
+ * stays pending, with the error.
  *
  * @example await replayDeadLetters(store, { destinationId: 'hook' }, (dest, events) => worker.deliverNow(events));
  */
@@ -152,37 +152,22 @@ export async function replayDeadLetters(
   deliver: (destinationId: string, event: Envelope) => Promise<void>,
 ): Promise<ReplayResult> {
   await ensureDeadLetterTable(store);
-  const result: ReplayResult = { replayed: [], failed: [] };
-  const limit = opts.limit ?? 1000;
-  for (let done = 0; done < limit; done++) {
-    const outcome = await store.transaction(async (tx) => {
-      const { rows } = await tx.query<Row>(
-        `select * from sink_dead_letters
-          where replayed_at is null and ($1::text is null or destination_id = $1) and ($2::bigint[] is null or id = any($2))
-            and not (id = any($3::bigint[]))
-          order by id limit 1 for update skip locked`,
-        [opts.destinationId ?? null, opts.ids ?? null, result.failed.map((f) => f.id)],
-      );
-      const row = rows[0];
-      if (!row) return { kind: 'none' as const };
-      const letter = toDeadLetter(row);
-      try {
-        await deliver(letter.destinationId, letter.event);
-      } catch (err) {
-        await tx.query('update sink_dead_letters set replay_attempts = replay_attempts + 1, replay_error = $2 where id = $1', [
-          letter.id,
-          (err as Error).message.slice(0, 2000),
-        ]);
-        return { kind: 'failed' as const, id: letter.id, error: (err as Error).message };
-      }
-      await tx.query('update sink_dead_letters set replayed_at = now(), replay_attempts = replay_attempts + 1, replay_error = null where id = $1', [letter.id]);
-      return { kind: 'replayed' as const, id: letter.id };
-    });
-    if (outcome.kind === 'none') break;
-    if (outcome.kind === 'replayed') result.replayed.push(outcome.id);
-    else result.failed.push({ id: outcome.id, error: outcome.error });
-  }
-  return result;
+  return replayRows<Row>(
+    store,
+    'sink_dead_letters',
+    opts.limit ?? 1000,
+    async (tx, failed) =>
+      (
+        await tx.query<Row>(
+          `select * from sink_dead_letters
+            where replayed_at is null and ($1::text is null or destination_id = $1) and ($2::bigint[] is null or id = any($2))
+              and not (id = any($3::bigint[]))
+            order by id limit 1 for update skip locked`,
+          [opts.destinationId ?? null, opts.ids ?? null, failed],
+        )
+      ).rows[0],
+    (row) => deliver(row.destination_id, row.event),
+  );
 }
 
 /** For tests: forget which stores were migrated. */

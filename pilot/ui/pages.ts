@@ -102,12 +102,12 @@ const bodies: Record<PageId, unknown> = {
     </section>`,
   'dead-letters': html`
     <div class="toolbar">
-      <label>Destination <select id="dl-destination"><option value="">all destinations</option></select></label>
+      <label>Show <select id="dl-destination"><option value="">all dead letters</option><option value="@router">router: not routed</option></select></label>
       <button id="dl-replay-all" type="button">Replay all shown</button>
       <button id="dl-refresh" type="button" class="quiet">Refresh</button>
     </div>
     <table id="dead-letters">
-      <thead><tr><th>#</th><th>Destination</th><th>messageId</th><th>Attempts</th><th>HTTP</th><th>Last error</th><th>Dead at</th><th></th></tr></thead>
+      <thead><tr><th>#</th><th>Stage</th><th>Destination / reason</th><th>messageId / key</th><th>Attempts</th><th>HTTP</th><th>Last error</th><th>Dead at</th><th></th></tr></thead>
       <tbody></tbody>
     </table>
     <p class="empty" id="dl-empty">No pending dead letters.</p>

@@ -296,7 +296,9 @@
     let shown = [];
     async function refresh() {
       const dest = select.value;
-      const { deadLetters, pending } = await api(`/api/dead-letters?limit=500${dest ? `&destination=${encodeURIComponent(dest)}` : ''}`);
+      // "@router": the router's letters (events it could not route); else one destination's, or all.
+      const filter = dest === '@router' ? '&stage=router' : dest ? `&destination=${encodeURIComponent(dest)}` : '';
+      const { deadLetters, pending } = await api(`/api/dead-letters?limit=500${filter}`);
       for (const id of Object.keys(pending)) {
         if (![...select.options].some((o) => o.value === id)) select.append(el('option', { value: id }, id));
       }
@@ -308,11 +310,12 @@
             'tr',
             { dataset: { id: String(l.id) } },
             el('td', {}, l.id),
-            el('td', {}, l.destinationId),
-            el('td', { className: 'mono' }, l.messageId),
-            el('td', {}, l.attempts),
+            el('td', {}, l.stage),
+            el('td', {}, l.stage === 'router' ? l.reason : l.destinationId),
+            el('td', { className: 'mono' }, l.stage === 'router' ? l.key ?? '–' : l.messageId),
+            el('td', {}, l.attempts ?? '–'),
             el('td', {}, l.httpStatus ?? '–'),
-            el('td', { className: 'error-text', title: l.responseExcerpt || '' }, l.replayError ? `replay failed: ${l.replayError}` : l.lastError),
+            el('td', { className: 'error-text', title: l.responseExcerpt || '' }, l.replayError ? `replay failed: ${l.replayError}` : l.lastError ?? l.error),
             el('td', {}, dateTime(l.deadAt)),
             el(
               'td',

@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './index.ts';
+import { serviceEnv, uniqueName, waitFor } from './index.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
 
@@ -99,5 +102,42 @@ export async function startOrrery(args: string[], env: Record<string, string>, o
       const [code] = (await exited) as [number | null];
       return code;
     },
+  };
+}
+
+/**
+ * A temp dir holding an `orrery.yaml` with one source `web` (write key `writeKey`), a
+ * webhook destination `hook` at `hookUrl` and the route between them: the smallest
+ * platform that delivers. Returns the dir.
+ */
+export async function webToHookConfig(name: string, writeKey: string, hookUrl: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `orrery-${name}-`));
+  await writeFile(
+    join(dir, 'orrery.yaml'),
+    `sources: [{ id: web, writeKeys: [${writeKey}] }]
+destinations: [{ id: hook, type: webhook, url: "${hookUrl}", allowPrivateNetwork: true }]
+routes: [{ source: web, destination: hook }]
+`,
+  );
+  return dir;
+}
+
+/**
+ * The env for `orrery start` on the real services with the config in `dir`: topics, groups
+ * and schema named uniquely, so that no other test (or earlier run) shares them.
+ */
+export function realServicesEnv(dir: string, name: string): Record<string, string> {
+  return {
+    ORRERY_CONFIG: join(dir, 'orrery.yaml'),
+    ORRERY_DATA_DIR: join(dir, 'data'),
+    KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
+    KAFKA_TOPIC_PREFIX: uniqueName(name),
+    KAFKA_TOPIC_PARTITIONS: '2',
+    DATABASE_URL: serviceEnv('DATABASE_URL'),
+    DATABASE_SCHEMA: uniqueName(name).toLowerCase(),
+    REDIS_URL: serviceEnv('REDIS_URL'),
+    ROUTER_GROUP: uniqueName('router'),
+    SINKS_GROUP_PREFIX: uniqueName('sink'),
+    INGEST_SPOOL_DIR: join(dir, 'spool'),
   };
 }

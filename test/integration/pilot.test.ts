@@ -1,9 +1,9 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serviceEnv, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
+import { uniqueName, waitFor } from '../helpers/index.ts';
+import { realServicesEnv, startOrrery, webToHookConfig, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 
 /**
@@ -42,30 +42,13 @@ describe('pilot: API over the running platform', () => {
   beforeAll(async () => {
     receiver = await startReceiver();
     alerts = await startReceiver();
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-pilot-'));
-    await writeFile(
-      join(dir, 'orrery.yaml'),
-      `sources: [{ id: web, writeKeys: [${SEED_KEY}] }]
-destinations: [{ id: hook, type: webhook, url: "${receiver.url}", allowPrivateNetwork: true }]
-routes: [{ source: web, destination: hook }]
-`,
-    );
+    const dir = await webToHookConfig('pilot', SEED_KEY, receiver.url);
     orrery = await startOrrery(['start'], {
-      ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-      ORRERY_DATA_DIR: join(dir, 'data'),
-      KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-      KAFKA_TOPIC_PREFIX: uniqueName('pilot'),
-      KAFKA_TOPIC_PARTITIONS: '2',
-      DATABASE_URL: serviceEnv('DATABASE_URL'),
-      DATABASE_SCHEMA: uniqueName('pilot').toLowerCase(),
-      REDIS_URL: serviceEnv('REDIS_URL'),
-      ROUTER_GROUP: uniqueName('router'),
-      SINKS_GROUP_PREFIX: uniqueName('sink'),
+      ...realServicesEnv(dir, 'pilot'),
       SINKS_BACKOFF_INITIAL_MS: '100',
       SINKS_BACKOFF_MAX_MS: '400',
       SINKS_MAX_AGE_MS: '1500',
       SINKS_MAX_ATTEMPTS: '50',
-      INGEST_SPOOL_DIR: join(dir, 'spool'),
       PILOT_ADMIN_TOKEN: TOKEN,
       PILOT_ALERT_WEBHOOK: alerts.url,
       PILOT_ALERT_INTERVAL_MS: '300',

@@ -1,0 +1,243 @@
+import type { IncomingMessage } from '../core/bus/types.ts';
+import { migrate } from '../core/store/migrate.ts';
+import type { Store } from '../core/store/types.ts';
+import { replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
+import { DEAD_LETTER_MIGRATIONS } from '../sinks/dead-letters.ts';
+
+/**
+ * The router's dead letters in the store: a copy of each message on the DLQ topic (events
+ * the router could not route: unparseable, invalid_envelope, unknown_source, …) with the
+ * story its headers tell and the raw bytes as read, ready to be replayed onto the raw topic
+ * once the cause is fixed (a source added back, a schema relaxed).
+ *
+ * Its ids come from the sink dead letters' sequence, so one id names one dead letter across
+ * both stages: Pilot lists them together and replays `{ ids }` without asking which is which.
+ */
+export const ROUTER_DEAD_LETTER_MIGRATIONS = [
+  ...DEAD_LETTER_MIGRATIONS,
+  {
+    id: '0210_router_dead_letters',
+    sql: `create table if not exists router_dead_letters (
+      id bigint primary key default nextval('sink_dead_letters_id_seq'),
+      dlq_topic text not null,
+      dlq_partition int not null,
+      dlq_offset bigint not null,
+      dlq_timestamp bigint not null,
+      reason text not null,
+      error text not null,
+      config_version int,
+      original_topic text,
+      original_partition int,
+      original_offset bigint,
+      message_key bytea,
+      raw bytea not null,
+      headers jsonb not null,
+      dead_at timestamptz not null default now(),
+      replayed_at timestamptz,
+      replay_attempts int not null default 0,
+      replay_error text,
+      -- A DLQ message read again (a crash before the commit) is the same row. The append
+      -- time is part of the identity so that a re-created DLQ topic, whose offsets start
+      -- over, does not collide with the letters of the old one.
+      unique (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp)
+    );
+    create index if not exists router_dead_letters_pending on router_dead_letters (id) where replayed_at is null;`,
+  },
+];
+
+export interface RouterDeadLetter {
+  id: number;
+  stage: 'router';
+  reason: string;
+  error: string;
+  configVersion: number | null;
+  originalTopic: string | null;
+  originalPartition: number | null;
+  originalOffset: string | null;
+  key: string | null;
+  /** The value as the router read it: text when it is UTF-8, else base64 (see rawEncoding). */
+  raw: string;
+  rawEncoding: 'utf8' | 'base64';
+  /** Where the letter sits on the DLQ topic. */
+  dlq: { topic: string; partition: number; offset: string };
+  deadAt: string;
+  replayedAt: string | null;
+  replayAttempts: number;
+  replayError: string | null;
+}
+
+let migrated = new WeakSet<Store>();
+
+export async function ensureRouterDeadLetterTable(store: Store): Promise<void> {
+  if (migrated.has(store)) return;
+  await migrate(store, ROUTER_DEAD_LETTER_MIGRATIONS);
+  migrated.add(store);
+}
+
+/** For tests: forget which stores were migrated. */
+export function resetRouterDeadLetterMigrationCache(): void {
+  migrated = new WeakSet<Store>();
+}
+
+const intOrNull = (s: string | undefined) => (s !== undefined && /^-?\d+$/.test(s) ? s : null);
+
+/**
+ * Postgres text and jsonb cannot hold U+0000, which an error about unparseable bytes may
+ * quote: shown as U+FFFD instead. (The raw bytes and the key are bytea, kept exactly.)
+ */
+const pgText = (s: string) => s.replaceAll('\u0000', '\uFFFD');
+
+/**
+ * Copies DLQ messages into the store, once each: a message already recorded (same DLQ
+ * position) is skipped, so the recorder may read a batch again after a crash. Returns how
+ * many rows were new.
+ *
+ * @example await recordRouterDeadLetters(store, batch.messages);
+ */
+export async function recordRouterDeadLetters(store: Store, messages: readonly IncomingMessage[]): Promise<number> {
+  if (messages.length === 0) return 0;
+  await ensureRouterDeadLetterTable(store);
+  const values: unknown[] = [];
+  const cols = 13;
+  const rows = messages.map((m, i) => {
+    const h = m.headers;
+    const version = intOrNull(h['x-orrery-config-version']);
+    const partition = intOrNull(h['x-orrery-original-partition']);
+    values.push(
+      m.topic,
+      m.partition,
+      m.offset,
+      m.timestamp,
+      pgText(h['x-orrery-reason'] ?? 'unknown'),
+      pgText(h['x-orrery-error'] ?? ''),
+      version === null ? null : Number(version),
+      h['x-orrery-original-topic'] === undefined ? null : pgText(h['x-orrery-original-topic']),
+      partition === null ? null : Number(partition),
+      intOrNull(h['x-orrery-original-offset']),
+      m.key === null ? null : Buffer.from(m.key, 'utf8'),
+      m.value ?? Buffer.alloc(0),
+      JSON.stringify(Object.fromEntries(Object.entries(h).map(([k, v]) => [pgText(k), pgText(v)]))),
+    );
+    const b = i * cols;
+    return `(${Array.from({ length: cols }, (_, k) => `$${b + k + 1}`).join(', ')}::jsonb)`;
+  });
+  const { rowCount } = await store.query(
+    `insert into router_dead_letters (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp, reason, error, config_version,
+       original_topic, original_partition, original_offset, message_key, raw, headers)
+     values ${rows.join(', ')}
+     on conflict (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp) do nothing`,
+    values,
+  );
+  return rowCount;
+}
+
+type Row = {
+  id: string;
+  dlq_topic: string;
+  dlq_partition: number;
+  dlq_offset: string;
+  reason: string;
+  error: string;
+  config_version: number | null;
+  original_topic: string | null;
+  original_partition: number | null;
+  original_offset: string | null;
+  message_key: Uint8Array | null;
+  raw: Uint8Array;
+  dead_at: Date;
+  replayed_at: Date | null;
+  replay_attempts: number;
+  replay_error: string | null;
+};
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Bytes as text when they are valid UTF-8, else as base64, for JSON views.
+ *
+ * @example showBytes(Buffer.from('{"a":1}')); // { raw: '{"a":1}', rawEncoding: 'utf8' }
+ */
+export function showBytes(bytes: Uint8Array): { raw: string; rawEncoding: 'utf8' | 'base64' } {
+  try {
+    return { raw: utf8.decode(bytes), rawEncoding: 'utf8' };
+  } catch {
+    return { raw: Buffer.from(bytes).toString('base64'), rawEncoding: 'base64' };
+  }
+}
+
+function toLetter(r: Row): RouterDeadLetter {
+  return {
+    id: Number(r.id),
+    stage: 'router',
+    reason: r.reason,
+    error: r.error,
+    configVersion: r.config_version,
+    originalTopic: r.original_topic,
+    originalPartition: r.original_partition,
+    originalOffset: r.original_offset === null ? null : String(r.original_offset),
+    key: r.message_key === null ? null : Buffer.from(r.message_key).toString('utf8'),
+    ...showBytes(r.raw),
+    dlq: { topic: r.dlq_topic, partition: r.dlq_partition, offset: String(r.dlq_offset) },
+    deadAt: new Date(r.dead_at).toISOString(),
+    replayedAt: r.replayed_at ? new Date(r.replayed_at).toISOString() : null,
+    replayAttempts: r.replay_attempts,
+    replayError: r.replay_error,
+  };
+}
+
+/** One router dead letter by id; undefined when there is none (or it is a sink's). */
+export async function getRouterDeadLetter(store: Store, id: number): Promise<RouterDeadLetter | undefined> {
+  await ensureRouterDeadLetterTable(store);
+  const { rows } = await store.query<Row>('select * from router_dead_letters where id = $1', [id]);
+  return rows[0] ? toLetter(rows[0]) : undefined;
+}
+
+export async function listRouterDeadLetters(store: Store, opts: { includeReplayed?: boolean; limit?: number } = {}): Promise<RouterDeadLetter[]> {
+  await ensureRouterDeadLetterTable(store);
+  const { rows } = await store.query<Row>('select * from router_dead_letters where ($1 or replayed_at is null) order by id limit $2', [
+    opts.includeReplayed ?? false,
+    opts.limit ?? 100,
+  ]);
+  return rows.map(toLetter);
+}
+
+/** Router dead letters not replayed yet. */
+export async function pendingRouterDeadLetters(store: Store): Promise<number> {
+  await ensureRouterDeadLetterTable(store);
+  const { rows } = await store.query<{ n: string }>('select count(*) as n from router_dead_letters where replayed_at is null');
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * Puts router dead letters back on the raw topic, oldest first: `produce` gets the raw
+ * bytes and the original key, so the event is routed again with the control plane of the
+ * moment (an unknown source that was added back now routes). As for sink dead letters,
+ * each row is locked (`for update skip locked`) and marked replayed in the same transaction
+ * as its produce, so two replays at once never send a letter twice and a replayed letter
+ * is never sent again (replayRows). A letter the router still cannot route comes back as a
+ * new one.
+ *
+ * @example await replayRouterDeadLetters(store, { ids: [7] }, (key, value) => bus.produce(topics.raw, [{ key, value }]));
+ */
+export async function replayRouterDeadLetters(
+  store: Store,
+  opts: { ids?: number[]; limit?: number },
+  produce: (key: string | null, value: Buffer) => Promise<void>,
+): Promise<ReplayResult> {
+  await ensureRouterDeadLetterTable(store);
+  return replayRows<Row>(
+    store,
+    'router_dead_letters',
+    opts.limit ?? 1000,
+    async (tx, failed) =>
+      (
+        await tx.query<Row>(
+          `select * from router_dead_letters
+            where replayed_at is null and ($1::bigint[] is null or id = any($1)) and not (id = any($2::bigint[]))
+            order by id limit 1 for update skip locked`,
+          [opts.ids ?? null, failed],
+        )
+      ).rows[0],
+    (row) => produce(row.message_key === null ? null : Buffer.from(row.message_key).toString('utf8'), Buffer.from(row.raw)),
+  );
+}
