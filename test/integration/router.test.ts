@@ -213,6 +213,45 @@ describe('router against real Kafka, Redis and Postgres', () => {
     await rec.sub.stop();
   });
 
+  it('a backlog of dead letters on topics with the broker\'s default limits is routed to the end: all on the DLQ, lag 0', async () => {
+    // Issue #15, observation 5: events of a source the control plane no longer has wait on
+    // the raw topic. Their dead letters carry 7 headers each; the router's outputs for one
+    // raw partition batch (up to 1 MiB fetched) land in one DLQ partition, and once the
+    // headers counted for nothing the request passed the broker's max.message.bytes
+    // (1 MiB by default, as on these topics) and was refused again on every redelivery.
+    const w = await setup();
+    const run = uniqueName('b');
+    const ghosts = 24_000;
+    const known = 6_000;
+    const filler = 'x'.repeat(120);
+    const events = Array.from({ length: ghosts + known }, (_, i) =>
+      i % 5 === 4
+        ? event({ userId: `u${i % 97}`, messageId: `${run}-web-${i}`, type: 'page', name: 'Home', properties: { filler } })
+        : event({ userId: `u${i % 97}`, messageId: `${run}-ghost-${i}`, sourceId: 'ghost', properties: { filler } }),
+    );
+    // The backlog is there before the router starts, as after a stop.
+    for (let i = 0; i < events.length; i += 5_000) await produce(w, events.slice(i, i + 5_000));
+    const router = await startOrrery(['start', 'router'], w.env);
+    procs.push(router);
+
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, {
+      timeoutMs: 90_000,
+      intervalMs: 500,
+      what: `the router to route all ${events.length} events (lag 0)`,
+    });
+    const rec = await recordTopics(w.bus, [w.topics.destination('hook'), w.topics.dlq]);
+    const ids = (topic: string) => new Set(rec.messages.get(topic)!.map((m) => parse(m).messageId));
+    await waitFor(() => ids(w.topics.dlq).size >= ghosts && ids(w.topics.destination('hook')).size >= known, {
+      timeoutMs: 60_000,
+      what: 'every dead letter and every routed event recorded',
+    });
+    const expected = (kind: string) => events.filter((e) => e.messageId.includes(`-${kind}-`)).map((e) => e.messageId).sort();
+    expect([...ids(w.topics.dlq)].sort()).toEqual(expected('ghost'));
+    expect([...ids(w.topics.destination('hook'))].sort()).toEqual(expected('web'));
+    expect(new Set(rec.messages.get(w.topics.dlq)!.map((m) => m.headers['x-orrery-reason']))).toEqual(new Set(['unknown_source']));
+    await rec.sub.stop();
+  });
+
   it('two router instances split the partitions and keep each user in order', async () => {
     const w = await setup();
     const a = await startOrrery(['start', 'router'], w.env);
