@@ -117,6 +117,26 @@ function wrapProduceError(err: unknown, topic: string): OrreryError {
   });
 }
 
+/**
+ * What a failed handler throws into kafkajs: always retriable, with no `cause` chain. kafkajs
+ * bails out at once on an error whose `retriable` is false, and restarts a crashed consumer
+ * only when the root of the chain is retriable (consumer/index.js onCrash; restartOnFailure
+ * is not even asked otherwise): a batch whose write Kafka refused for good (a non-retriable
+ * BUS_PRODUCE_REJECTED) stopped the consumer for good, the process up and /readyz 200 (issue
+ * #15). For a consumer every failure means "deliver the batch again"; whether that is
+ * getting anywhere is the stage's call, through Subscription.progress().
+ */
+class BatchRedelivery extends Error {
+  readonly retriable = true;
+  /** The handler's own error (not `cause`: kafkajs would judge by it). */
+  readonly handlerError: unknown;
+  constructor(message: string, handlerError: unknown) {
+    super(message);
+    this.name = 'OrreryBatchRedelivery';
+    this.handlerError = handlerError;
+  }
+}
+
 type CommitFn = (offsets: { topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }) => Promise<void>;
 
 /**
@@ -381,8 +401,9 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         ...(opts.fetchMinBytes !== undefined ? { minBytes: opts.fetchMinBytes } : {}),
         ...(opts.fetchMaxWaitMs !== undefined ? { maxWaitTimeInMs: opts.fetchMaxWaitMs } : {}),
         // Consumers keep trying for longer: they have nothing better to do than wait. And
-        // after a failure they always restart (kafkajs's default gives up on errors it deems
-        // non-retriable, leaving a live process that consumes nothing).
+        // after running out of retries they restart (kafkajs's default gives up, leaving a
+        // live process that consumes nothing). A handler's errors reach kafkajs as
+        // BatchRedelivery, which is always retriable: see there.
         retry: { ...(opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 }), restartOnFailure: async () => true },
       });
       const commit = commitCoalescer();
@@ -426,9 +447,10 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           try {
             await c.handle(incoming);
           } catch (err) {
-            tracker.failed(batch.topic, batch.partition, batch.firstOffset() ?? incoming.messages[0]!.offset, err);
+            const offset = batch.firstOffset() ?? incoming.messages[0]!.offset;
+            tracker.failed(batch.topic, batch.partition, offset, err);
             c.onError?.(err);
-            throw err;
+            throw new BatchRedelivery(`${batch.topic}[${batch.partition}] at offset ${offset}: ${(err as Error)?.message ?? String(err)}`, err);
           }
           // resolveOffset moves kafkajs's fetch position (without it the batch is fetched
           // again). The commit goes through the batch's own commit function: consumer.

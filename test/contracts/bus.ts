@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stalledPartitions } from '../../core/bus/progress.ts';
+import { OrreryError } from '../../core/errors.ts';
 import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
 import { uniqueName, waitFor } from '../helpers/index.ts';
 
@@ -190,7 +191,8 @@ export function busContract(name: string, makeBus: () => Promise<Bus>): void {
         topics: [t],
         fromBeginning: true,
         handle: async (b) => {
-          if (refuse) throw new Error('the destination refused the write');
+          // Not retriable, as when Kafka refuses a write for good: the batch is read again all the same.
+          if (refuse) throw new OrreryError('BUS_PRODUCE_REJECTED', 'the destination refused the write', { retriable: false });
           handled.push(...b.messages.map((m) => m.value!.toString()));
         },
       });

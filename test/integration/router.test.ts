@@ -1,6 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { updateControlPlane } from '../../core/control-plane-pg.ts';
@@ -44,14 +45,18 @@ interface World {
   bus: Bus;
 }
 
-async function world(): Promise<World> {
+async function world(opts: { dlqConfig?: Record<string, string> } = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), 'orrery-router-'));
   await writeFile(join(dir, 'orrery.yaml'), CONFIG);
   const prefix = uniqueName('rt');
   const schema = uniqueName('rt').toLowerCase();
   const topics = topicNames(prefix);
   const bus = testBus('it-router');
-  await bus.ensureTopics([topics.raw, topics.dlq].map((topic) => ({ topic, numPartitions: 4, replicationFactor: 1 })));
+  const dlqConfig = Object.entries(opts.dlqConfig ?? {}).map(([name, value]) => ({ name, value }));
+  await bus.ensureTopics([
+    { topic: topics.raw, numPartitions: 4, replicationFactor: 1 },
+    { topic: topics.dlq, numPartitions: 4, replicationFactor: 1, configEntries: dlqConfig },
+  ]);
   return {
     topics,
     schema,
@@ -100,8 +105,8 @@ describe('router against real Kafka, Redis and Postgres', () => {
     await Promise.all(buses.map((b) => b.close()));
   });
 
-  async function setup() {
-    const w = await world();
+  async function setup(opts?: Parameters<typeof world>[0]) {
+    const w = await world(opts);
     buses.push(w.bus);
     return w;
   }
@@ -250,6 +255,47 @@ describe('router against real Kafka, Redis and Postgres', () => {
     expect([...ids(w.topics.destination('hook'))].sort()).toEqual(expected('web'));
     expect(new Set(rec.messages.get(w.topics.dlq)!.map((m) => m.headers['x-orrery-reason']))).toEqual(new Set(['unknown_source']));
     await rec.sub.stop();
+  });
+
+  it('a batch that fails every time stalls the router: /readyz, then /healthz, answer 503 and a metric says so; it recovers once the write goes through', async () => {
+    // The DLQ topic takes less than one dead letter: the broker refuses the write whatever
+    // the bus knows of the limit, so the batch fails on every redelivery.
+    const w = await setup({ dlqConfig: { 'max.message.bytes': '300' } });
+    const router = await startOrrery(['start', 'router'], { ...w.env, ROUTER_STALL_AFTER_MS: '1000', ROUTER_STALL_LIVENESS_MS: '3000' });
+    procs.push(router);
+    const run = uniqueName('st');
+    await produce(w, [event({ userId: 'u1', messageId: `${run}-ghost`, sourceId: 'ghost' })]);
+
+    const ready = await waitFor(
+      async () => {
+        const res = await fetch(`${router.url}/readyz`);
+        return res.status === 503 ? ((await res.json()) as { checks: Record<string, { status: string; detail?: string }> }) : undefined;
+      },
+      { what: '/readyz 503' },
+    );
+    expect(ready.checks['router.consumer']).toMatchObject({ status: 'down', detail: expect.stringContaining(`stalled: ${w.topics.raw}[`) });
+    expect(ready.checks['router.consumer']!.detail).toContain('larger than the max message size');
+    expect(await (await fetch(`${router.url}/metrics`)).text()).toMatch(/orrery_router_stalled_partitions\{[^}]*\} 1/);
+    const live = await waitFor(async () => {
+      const res = await fetch(`${router.url}/healthz`);
+      return res.status === 503 ? ((await res.json()) as { checks: Record<string, { status: string }> }) : undefined;
+    }, { what: '/healthz 503' });
+    expect(live.checks['router.consumer']!.status).toBe('down');
+    expect(await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)).toBe(1);
+
+    // The operator raises the topic's limit: the next redelivery goes through.
+    const admin = new Kafka({ clientId: 'it-router-admin', brokers: serviceEnv('KAFKA_BROKERS').split(','), logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: w.topics.dlq, configEntries: [{ name: 'max.message.bytes', value: '1048588' }] }] });
+    } finally {
+      await admin.disconnect();
+    }
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, { timeoutMs: 60_000, what: 'the dead letter written, lag 0' });
+    await waitFor(async () => (await fetch(`${router.url}/readyz`)).status === 200 && (await fetch(`${router.url}/healthz`)).status === 200, {
+      what: '/readyz and /healthz 200 again',
+    });
+    expect(await (await fetch(`${router.url}/metrics`)).text()).toMatch(/orrery_router_stalled_partitions\{[^}]*\} 0/);
   });
 
   it('two router instances split the partitions and keep each user in order', async () => {
