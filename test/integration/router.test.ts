@@ -257,6 +257,28 @@ describe('router against real Kafka, Redis and Postgres', () => {
     await rec.sub.stop();
   });
 
+  it('an event too large for any request becomes a dead letter (too_large), without its value if that is too large too; the events around it are routed', async () => {
+    const w = await setup();
+    // The bus is told the topics take 16 KiB batches: a 20 KB event fits no request.
+    const router = await startOrrery(['start', 'router'], { ...w.env, KAFKA_MAX_MESSAGE_BYTES: String(16 * 1024) });
+    procs.push(router);
+    const run = uniqueName('big');
+    const big = event({ userId: 'u1', messageId: `${run}-big`, type: 'page', name: 'Home', properties: { blob: 'b'.repeat(20_000) } });
+    await produce(w, [event({ userId: 'u1', messageId: `${run}-before`, type: 'page', name: 'Home' }), big, event({ userId: 'u1', messageId: `${run}-after`, type: 'page', name: 'Home' })]);
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, { what: 'lag 0' });
+
+    const rec = await recordTopics(w.bus, [w.topics.destination('hook'), w.topics.dlq]);
+    await waitFor(() => rec.messages.get(w.topics.destination('hook'))!.length >= 2 && rec.messages.get(w.topics.dlq)!.length >= 1, { what: 'routed and dead-lettered' });
+    expect(rec.messages.get(w.topics.destination('hook'))!.map((m) => parse(m).messageId)).toEqual([`${run}-before`, `${run}-after`]);
+    const [letter] = rec.messages.get(w.topics.dlq)!;
+    expect(letter!.headers).toMatchObject({ 'x-orrery-reason': 'too_large', 'x-orrery-original-topic': w.topics.raw, 'x-orrery-value-omitted': String(Buffer.byteLength(encodeEnvelope(big))) });
+    expect(letter!.value!.length).toBe(0);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    expect(metrics).toMatch(/orrery_router_events_dead_lettered_total\{reason="too_large"[^}]*\} 1/);
+    expect(metrics).toMatch(/orrery_router_events_routed_total\{destination="hook"[^}]*\} 2/);
+    await rec.sub.stop();
+  });
+
   it('a batch that fails every time stalls the router: /readyz, then /healthz, answer 503 and a metric says so; it recovers once the write goes through', async () => {
     // The DLQ topic takes less than one dead letter: the broker refuses the write whatever
     // the bus knows of the limit, so the batch fails on every redelivery.
