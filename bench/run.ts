@@ -14,6 +14,7 @@ import { scenario as gitops } from './scenarios/gitops.ts';
 import { scenario as ingestBatch } from './scenarios/ingest-batch.ts';
 import { scenario as ingestTrack } from './scenarios/ingest-track.ts';
 import { scenario as memory } from './scenarios/memory.ts';
+import { scenario as routerBacklog } from './scenarios/router-backlog.ts';
 import { scenario as router } from './scenarios/router.ts';
 import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
 
@@ -23,7 +24,7 @@ import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
  * See bench/README.md.
  */
 
-const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, sinkWebhook, e2eLatency, gitops, memory];
+const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory];
 const RESULTS = process.env.BENCH_RESULTS_DIR || fileURLToPath(new URL('./results/', import.meta.url));
 const SERVICES_UP = fileURLToPath(new URL('../test/services/up', import.meta.url));
 
@@ -80,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
     log(`unknown scenario(s): ${unknown.join(', ')}; choose from ${SCENARIOS.map((s) => s.name).join(', ')}`);
     return 2;
   }
-  const chosen = argv.length > 0 ? SCENARIOS.filter((s) => argv.includes(s.name)) : SCENARIOS;
+  const chosen = argv.length > 0 ? SCENARIOS.filter((s) => argv.includes(s.name)) : SCENARIOS.filter((s) => !s.onlyWhenNamed);
   const settings = loadSettings();
   const svc = services();
   const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;

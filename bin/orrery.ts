@@ -9,7 +9,7 @@ import { loadConfig, type Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, redactUrl } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
-import { createOpsRoutes } from '../core/ops.ts';
+import { createOpsRoutes, type ReadinessCheck } from '../core/ops.ts';
 import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
@@ -89,6 +89,11 @@ async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger)
   return cp;
 }
 
+/** The components' checks of one kind, named `<component>.<check>`. */
+function componentChecks(components: Component[], kind: 'checks' | 'liveness'): Record<string, ReadinessCheck> {
+  return Object.fromEntries(components.flatMap((c) => Object.entries(c[kind] ?? {}).map(([k, v]) => [`${c.name}.${k}`, v])));
+}
+
 const commands: Record<string, Command> = {
   start: {
     summary: 'Run Orrery (all components in one process, or one component)',
@@ -157,8 +162,9 @@ write key and a curl line on stderr (again at later starts, while the demo key w
             bus: async () => ((await adapters.bus.ping()) ? 'ok' : 'degraded'),
             ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
             cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
-            ...Object.fromEntries(components.flatMap((c) => Object.entries(c.checks ?? {}).map(([k, v]) => [`${c.name}.${k}`, v]))),
+            ...componentChecks(components, 'checks'),
           },
+          liveness: componentChecks(components, 'liveness'),
         }),
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);

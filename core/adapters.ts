@@ -32,8 +32,8 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
 
   let bus: Bus;
   if (config.kafka.brokers) {
-    const { clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs } = config.kafka;
-    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs });
+    const { clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxMessageBytes } = config.kafka;
+    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxBatchBytes: maxMessageBytes });
     log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
   } else {
     const dir = join(config.dataDir, 'bus');

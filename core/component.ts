@@ -20,6 +20,8 @@ export interface Component {
   routes?: Hono<any>;
   /** Readiness checks, shown under /readyz as `<component>.<check>`. */
   checks?: Record<string, ReadinessCheck>;
+  /** Liveness checks, shown under /healthz as `<component>.<check>`: down means restart me. */
+  liveness?: Record<string, ReadinessCheck>;
   /** Ends long-lived responses (event streams) before the server stops taking requests. */
   drain?(): Promise<void>;
   /** Drains: stop taking work, finish what is in flight, flush. */

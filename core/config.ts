@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_MAX_BATCH_BYTES } from './bus/record-size.ts';
 import { GitopsSection } from './gitops-config.ts';
 import { ControlPlaneConfig } from './control-plane.ts';
 import { ConfigError } from './errors.ts';
@@ -64,6 +65,13 @@ export const ConfigSchema = z.strictObject({
        */
       fetchMinBytes: z.coerce.number().int().min(1).max(1024 * 1024).default(16 * 1024),
       fetchMaxWaitMs: z.coerce.number().int().min(1).max(5_000).default(20),
+      /**
+       * The largest record batch Orrery's topics take (their `max.message.bytes`; the
+       * broker's default is 1 MiB + 12 bytes). Produce requests are kept under it; a single
+       * record over it is refused before it is sent (the router dead-letters it instead).
+       * Set it when the topics have a lower limit.
+       */
+      maxMessageBytes: z.coerce.number().int().min(16 * 1024).default(DEFAULT_MAX_BATCH_BYTES),
     })
     .prefault({}),
   /** Where embedded defaults keep their data (the on-disk bus, the ingest spool). */
@@ -106,6 +114,13 @@ export const ConfigSchema = z.strictObject({
       dedupWindowMs: z.coerce.number().int().min(1_000).default(24 * 60 * 60 * 1000),
       /** Partitions routed at once (each stays in order); Orrery's topics have 6. */
       partitionConcurrency: z.coerce.number().int().min(1).max(64).default(3),
+      /**
+       * A partition whose batch has failed 3 times in a row or more, the first of them this
+       * long ago, with no success since, is stalled: /readyz answers 503.
+       */
+      stallAfterMs: z.coerce.number().int().min(1).default(60_000),
+      /** Stalled this long: /healthz answers 503 too, so that a supervisor restarts the process. */
+      stallLivenessMs: z.coerce.number().int().min(1).default(5 * 60_000),
     })
     .prefault({}),
   sinks: z
@@ -182,6 +197,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'KAFKA_LINGER_MS', path: ['kafka', 'lingerMs'] },
   { env: 'KAFKA_FETCH_MIN_BYTES', path: ['kafka', 'fetchMinBytes'] },
   { env: 'KAFKA_FETCH_MAX_WAIT_MS', path: ['kafka', 'fetchMaxWaitMs'] },
+  { env: 'KAFKA_MAX_MESSAGE_BYTES', path: ['kafka', 'maxMessageBytes'] },
   { env: 'DATABASE_URL', path: ['database', 'url'] },
   { env: 'DATABASE_SCHEMA', path: ['database', 'schema'] },
   { env: 'REDIS_URL', path: ['redis', 'url'] },
@@ -201,6 +217,8 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'SINKS_BREAKER_COOLDOWN_MAX_MS', path: ['sinks', 'breakerCooldownMaxMs'] },
   { env: 'ROUTER_DEDUP_WINDOW_MS', path: ['router', 'dedupWindowMs'] },
   { env: 'ROUTER_PARTITION_CONCURRENCY', path: ['router', 'partitionConcurrency'] },
+  { env: 'ROUTER_STALL_AFTER_MS', path: ['router', 'stallAfterMs'] },
+  { env: 'ROUTER_STALL_LIVENESS_MS', path: ['router', 'stallLivenessMs'] },
 ];
 
 export interface LoadConfigOptions {

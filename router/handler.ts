@@ -2,6 +2,7 @@ import type { Bus, IncomingBatch, OutgoingMessage } from '../core/bus/types.ts';
 import type { Cache } from '../core/cache/types.ts';
 import type { ControlPlaneSnapshot } from '../core/control-plane.ts';
 import { encodeEnvelope, type Routing } from '../core/envelope.ts';
+import { OrreryError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { TopicNames } from '../core/topics.ts';
 import { routeEnvelope, type Outcome } from './pipeline.ts';
@@ -28,6 +29,22 @@ export interface RouterHandlerOptions {
   logger: Logger;
   metrics?: RouterMetrics;
   now?: () => number;
+}
+
+/** One record the handler writes, and the raw event (and destination) it came from. */
+interface Output {
+  message: OutgoingMessage;
+  /** Index of the raw event in its batch. */
+  from: number;
+  /** Set on a destination topic's record; absent on a dead letter. */
+  destinationId?: string;
+}
+
+/** The messages `produce` refused for being over the record batch limit alone, if that was why. */
+function tooLargeIndexes(err: unknown): number[] | undefined {
+  if (!(err instanceof OrreryError) || err.code !== 'BUS_RECORD_TOO_LARGE') return undefined;
+  const indexes = err.details?.indexes;
+  return Array.isArray(indexes) ? (indexes as number[]) : undefined;
 }
 
 /** DLQ headers that tell the story of a dead letter (Jitsu's retries.ts does the same). */
@@ -80,11 +97,15 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
       opts.metrics?.dropped('dedup_unavailable', 0);
     }
 
-    const byTopic = new Map<string, OutgoingMessage[]>();
-    const push = (topic: string, m: OutgoingMessage) => {
+    const byTopic = new Map<string, Output[]>();
+    const push = (topic: string, out: Output) => {
       let list = byTopic.get(topic);
       if (!list) byTopic.set(topic, (list = []));
-      list.push(m);
+      list.push(out);
+    };
+    const deadLetter = (from: number, reason: string, error: string): OutgoingMessage => {
+      const message = batch.messages[from]!;
+      return { key: message.key, value: message.value ?? '', headers: dlqHeaders(batch, message.offset, reason, error, snapshot.version) };
     };
     const marks: string[] = [];
     const outcomes: Outcome[] = [];
@@ -102,11 +123,7 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
         p.kind === 'ok' ? routeEnvelope(p.value, snapshot, seen, routedAt) : { kind: 'dlq', reason: p.kind === 'dlq' ? p.reason : 'unparseable', error: p.kind === 'dlq' ? p.error : p.kind };
       outcomes.push(outcome);
       if (outcome.kind === 'dlq') {
-        push(opts.topics.dlq, {
-          key: message.key,
-          value: message.value ?? '',
-          headers: dlqHeaders(batch, message.offset, outcome.reason, outcome.error, snapshot.version),
-        });
+        push(opts.topics.dlq, { message: deadLetter(i, outcome.reason, outcome.error), from: i });
         continue;
       }
       if (outcome.kind === 'routed') {
@@ -114,7 +131,11 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
           // An event no transform touched is written as read plus its routing: no second
           // JSON.stringify (7% of the router's CPU at full speed).
           const spliced = out.asRead && message.value ? spliceRouting(message.value, routingJson(out.envelope.routing!)) : undefined;
-          push(opts.topics.destination(out.destinationId), { key: message.key, value: spliced ?? encodeEnvelope(out.envelope) });
+          push(opts.topics.destination(out.destinationId), {
+            message: { key: message.key, value: spliced ?? encodeEnvelope(out.envelope) },
+            from: i,
+            destinationId: out.destinationId,
+          });
         }
       }
       // Later copies of the same event in this batch are duplicates too.
@@ -127,7 +148,9 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
     for (const topic of byTopic.keys()) if (topic !== opts.topics.dlq) await opts.ensureTopic(topic);
     // One produce per topic, all at once: the bus aggregates them into one request, and
     // each topic's messages keep their offset order.
-    await Promise.all([...byTopic].map(([topic, messages]) => opts.bus.produce(topic, messages)));
+    const refused = (await Promise.all([...byTopic].map(([topic, outs]) => produceFitting(topic, outs)))).flat();
+    // Records too large for any request: dead letters in their place (see produceOversized).
+    const oversized = refused.length > 0 ? await produceOversized(refused) : [];
 
     if (marks.length > 0) {
       try {
@@ -138,12 +161,63 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
     }
 
     if (opts.metrics) {
-      for (const o of outcomes) {
-        if (o.kind === 'routed') for (const out of o.outputs) opts.metrics.routed(out.destinationId, 1);
-        else if (o.kind === 'drop') opts.metrics.dropped(o.reason, 1);
+      const diverted = new Set(oversized.flatMap((o) => (o.destinationId === undefined ? [] : [`${o.from}\u0000${o.destinationId}`])));
+      for (const [i, o] of outcomes.entries()) {
+        if (o.kind === 'routed') {
+          for (const out of o.outputs) if (!diverted.has(`${i}\u0000${out.destinationId}`)) opts.metrics.routed(out.destinationId, 1);
+        } else if (o.kind === 'drop') opts.metrics.dropped(o.reason, 1);
         else opts.metrics.deadLettered(o.reason, 1);
       }
+      if (diverted.size > 0) opts.metrics.deadLettered('too_large', diverted.size);
       opts.metrics.batch(now() - started, batch.messages.length);
+    }
+
+    /**
+     * Produces a topic's records; returns those the bus refused for being over the record
+     * batch limit on their own, after writing the others (in their order). Anything else
+     * that fails fails the batch, which is then read again.
+     */
+    async function produceFitting(topic: string, outs: Output[]): Promise<Output[]> {
+      try {
+        await opts.bus.produce(topic, outs.map((o) => o.message));
+        return [];
+      } catch (err) {
+        const indexes = tooLargeIndexes(err);
+        if (!indexes) throw err;
+        const bad = new Set(indexes);
+        const fitting = outs.filter((_, i) => !bad.has(i));
+        if (fitting.length > 0) await opts.bus.produce(topic, fitting.map((o) => o.message));
+        log.warn({ err, topic, records: bad.size }, 'records over the record batch limit: dead-lettered instead');
+        return outs.filter((_, i) => bad.has(i));
+      }
+    }
+
+    /**
+     * What becomes of a record no request can carry. A routed event becomes a dead letter
+     * of the raw event (reason `too_large`). A dead letter that is itself too large (a raw
+     * event near the limit, plus the headers) is written without its value, with
+     * `x-orrery-value-omitted` saying how many bytes it had: the event itself stays in the
+     * raw topic at the original offset its headers name, for as long as that topic keeps
+     * it. Either way the batch goes on: one such event must not stop the partition.
+     */
+    async function produceOversized(refused: Output[]): Promise<Output[]> {
+      const letters = refused.flatMap((o) =>
+        o.destinationId === undefined
+          ? []
+          : [{ ...o, message: deadLetter(o.from, 'too_large', `the routed event for ${o.destinationId} is over the bus's record batch limit`) }],
+      );
+      const omitted = [...refused.filter((o) => o.destinationId === undefined), ...(letters.length > 0 ? await produceFitting(opts.topics.dlq, letters) : [])];
+      if (omitted.length > 0) {
+        await opts.bus.produce(
+          opts.topics.dlq,
+          omitted.map(({ message }) => ({
+            key: message.key,
+            value: '',
+            headers: { ...message.headers, 'x-orrery-value-omitted': String(typeof message.value === 'string' ? Buffer.byteLength(message.value) : message.value.length) },
+          })),
+        );
+      }
+      return refused;
     }
   };
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { stalledPartitions, type PartitionFailure } from '../core/bus/progress.ts';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { startDlqRecorder, type DlqRecorder } from './dlq-recorder.ts';
 import { createRouterHandler, type RouterMetrics } from './handler.ts';
@@ -42,7 +43,11 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
     logger: log,
     metrics,
   });
-  let lastError: unknown;
+  const consumerErrors = new Counter({
+    name: 'orrery_router_consumer_errors_total',
+    help: 'Batches that failed to route (read again) and consumer crashes',
+    registers: [ctx.registry],
+  });
   const subscription = await bus.consume({
     group: config.router.group,
     topics: [topics.raw],
@@ -50,7 +55,7 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
     concurrency: config.router.partitionConcurrency,
     handle,
     onError: (err) => {
-      lastError = err;
+      consumerErrors.inc();
       log.error({ err }, 'routing a batch failed: it will be read again');
     },
   });
@@ -65,11 +70,41 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
     log.info({ group, topic: topics.dlq }, 'recording router dead letters into the store');
   }
 
+  /**
+   * A batch that fails every time (a write the broker refuses for good) leaves the process
+   * up with the partition going nowhere. Stalled (router.stallAfterMs): /readyz down, so
+   * the fault is seen; stalled for router.stallLivenessMs: /healthz down, so that the
+   * supervisor restarts the process, which at least says so loudly (CrashLoopBackOff).
+   * Failing but not yet stalled is `degraded` (a Kafka hiccup is retried meanwhile).
+   */
+  const stalledFor = (afterMs: number) => stalledPartitions(subscription.progress(), { afterMs }, Date.now());
+  const describe = (stalled: PartitionFailure[]) =>
+    stalled.map((f) => `${f.topic}[${f.partition}] at offset ${f.offset}: ${f.failures} failures since ${new Date(f.since).toISOString()}, last: ${f.error}`).join('; ');
+  new Gauge({
+    name: 'orrery_router_stalled_partitions',
+    help: 'Raw-topic partitions whose batch has kept failing for router.stallAfterMs (readiness fails while above 0)',
+    registers: [ctx.registry],
+    collect() {
+      this.set(stalledFor(config.router.stallAfterMs).length);
+    },
+  });
+
   return {
     name: 'router',
     checks: {
-      consumer: async () => (lastError ? { status: 'degraded', detail: String((lastError as Error).message ?? lastError) } : 'ok'),
-      ...(recorder ? { deadLetters: async () => (recorder.failure() ? { status: 'degraded' as const, detail: `recording dead letters: ${recorder.failure()}` } : 'ok' as const) } : {}),
+      consumer: async () => {
+        const stalled = stalledFor(config.router.stallAfterMs);
+        if (stalled.length > 0) return { status: 'down', detail: `stalled: ${describe(stalled)}` };
+        const failing = subscription.progress().failing;
+        return failing.length > 0 ? { status: 'degraded', detail: `failing, read again: ${describe(failing)}` } : 'ok';
+      },
+      ...(recorder ? { deadLetters: async () => (recorder.failure() ? { status: 'degraded' as const, detail: `recording dead letters: ${recorder.failure()}` } : ('ok' as const)) } : {}),
+    },
+    liveness: {
+      consumer: async () => {
+        const stalled = stalledFor(config.router.stallLivenessMs);
+        return stalled.length > 0 ? { status: 'down', detail: `stalled: ${describe(stalled)}` } : 'ok';
+      },
     },
     async stop() {
       unsubscribe();

@@ -21,5 +21,7 @@ export interface BenchContext {
 export interface Scenario {
   name: string;
   description: string;
+  /** Heavy: runs only when named (`npm run bench -- <name>`), not in the default set. */
+  onlyWhenNamed?: boolean;
   run(ctx: BenchContext): Promise<ScenarioOutput>;
 }

@@ -31,15 +31,13 @@ export function busLikeProducer(kafka: Kafka): Producer {
 }
 
 /**
- * Topic config for the topics the router and the relay write to: `max.message.bytes`
- * 8 MiB. The relay re-produces a whole fetched partition batch (up to kafkajs's 1 MiB) in
- * one request, which can pass the broker's default limit (1 MiB). The router no longer
- * needs it: the bus splits a produce call at 768 KiB a request since this bench found the
- * router stalling on it (see bench/README.md). Both get the same topics, so the setting
- * stays for both.
+ * Topic config for the relay baseline's output topic only: `max.message.bytes` 8 MiB. The
+ * relay (bench/children/kafka-relay.ts) re-produces a whole fetched partition batch (up to
+ * kafkajs's 1 MiB, re-encoded) in one request, which can pass the broker's default limit.
+ * Orrery's own topics (destination, DLQ) keep the broker's defaults: the bus keeps each
+ * request under them (issue #15).
  */
-export const ROUTER_OUTPUT_TOPIC_CONFIG: Record<string, string> =
-  process.env.BENCH_ROUTER_TOPIC_DEFAULTS === '1' ? {} : { 'max.message.bytes': String(8 * 1024 * 1024) };
+export const RELAY_TOPIC_CONFIG: Record<string, string> = { 'max.message.bytes': String(8 * 1024 * 1024) };
 
 export class BenchKafka {
   readonly kafka: Kafka;

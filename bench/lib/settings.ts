@@ -18,6 +18,8 @@ export interface Settings {
   partitions: number;
   /** Events preloaded for one router run (BENCH_ROUTER_EVENTS). */
   routerEvents: number;
+  /** Events waiting for the router in router-backlog (BENCH_BACKLOG_EVENTS). */
+  backlogEvents: number;
   /** Events preloaded for one sink run (BENCH_SINK_EVENTS). */
   sinkEvents: number;
   /** Target rate of the end-to-end scenario, events/s (BENCH_E2E_RATE). */
@@ -51,6 +53,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     batchSize: Math.round(num(env, 'BENCH_BATCH_SIZE', 100)),
     partitions: Math.round(num(env, 'BENCH_PARTITIONS', 6)),
     routerEvents: Math.round(num(env, 'BENCH_ROUTER_EVENTS', 60_000, 100)),
+    backlogEvents: Math.round(num(env, 'BENCH_BACKLOG_EVENTS', 1_000_000, 100)),
     sinkEvents: Math.round(num(env, 'BENCH_SINK_EVENTS', 10_000, 100)),
     e2eRate: num(env, 'BENCH_E2E_RATE', 1_000),
     e2eDurationS: num(env, 'BENCH_E2E_DURATION_S', 10),

@@ -1,6 +1,6 @@
 import { childScript, startChild, type Child } from '../lib/child.ts';
 import type { BenchContext, Scenario } from '../lib/context.ts';
-import { BenchKafka, ROUTER_OUTPUT_TOPIC_CONFIG } from '../lib/kafka.ts';
+import { BenchKafka } from '../lib/kafka.ts';
 import { startOrreryProcess, type RunningOrrery } from '../lib/orrery.ts';
 import { row } from '../lib/report.ts';
 import { percentile, pollUntil, sleep, summarize } from '../lib/stats.ts';
@@ -60,8 +60,7 @@ export const scenario: Scenario = {
       receiver = await startChild<{ url: string }>(childScript('receiver'), { record: true });
       const rcv = receiver;
       const topics = topicNames(prefix);
-      await kafka.createTopics([topics.raw], s.partitions);
-      await kafka.createTopics([topics.dlq, topics.destination('hook')], s.partitions, ROUTER_OUTPUT_TOPIC_CONFIG);
+      await kafka.createTopics([topics.raw, topics.dlq, topics.destination('hook')], s.partitions);
       for (const c of ['router', 'sinks', 'ingest']) {
         procs.push(await startOrreryProcess(ctx, { components: [c], prefix, groupTag: 'e2e', label: c, webhookUrl: rcv.ready.url }));
       }

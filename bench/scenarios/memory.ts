@@ -2,7 +2,7 @@ import { autocannon } from '../lib/autocannon.ts';
 import { childScript, startChild, type Child } from '../lib/child.ts';
 import type { BenchContext, Scenario } from '../lib/context.ts';
 import { AUTH_HEADER, batchBody } from '../lib/events.ts';
-import { BenchKafka, ROUTER_OUTPUT_TOPIC_CONFIG } from '../lib/kafka.ts';
+import { BenchKafka } from '../lib/kafka.ts';
 import { memoryOf, startOrreryProcess, type RunningOrrery } from '../lib/orrery.ts';
 import { row } from '../lib/report.ts';
 import { summarize } from '../lib/stats.ts';
@@ -27,8 +27,7 @@ export const scenario: Scenario = {
     try {
       receiver = await startChild<{ url: string }>(childScript('receiver'), { record: false });
       const topics = topicNames(prefix);
-      await kafka.createTopics([topics.raw], s.partitions);
-      await kafka.createTopics([topics.dlq, topics.destination('hook')], s.partitions, ROUTER_OUTPUT_TOPIC_CONFIG);
+      await kafka.createTopics([topics.raw, topics.dlq, topics.destination('hook')], s.partitions);
       for (const c of COMPONENTS) {
         procs[c] = await startOrreryProcess(ctx, { components: [c], prefix, groupTag: 'mem', label: c, webhookUrl: receiver.ready.url });
       }
@@ -62,7 +61,7 @@ export const scenario: Scenario = {
         ),
         settings: { seconds, connections: s.connections, batchSize: s.batchSize, partitions: s.partitions, topicPrefix: prefix, ingestEventsPerSec: load.okPerSec * s.batchSize, ...counts },
         runs: COMPONENTS.map((c) => ({ component: c, idle: idle[c], peak: peak[c], rssSamplesMiB: samples[c]!.map((x) => Math.round(x)) })),
-        notes: ['destination and DLQ topics are created with max.message.bytes=8 MiB (see bench/README.md)'],
+        notes: ["Orrery's topics have the broker's defaults (max.message.bytes 1 MiB)"],
       };
     } finally {
       for (const c of COMPONENTS) await procs[c]?.stop();

@@ -7,6 +7,7 @@ import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { abortableSleep, backoffDelay, type BackoffPolicy } from '../retry.ts';
 import type { TopicSpec } from '../topics.ts';
+import { createProgressTracker, type ProgressTracker } from './progress.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, IncomingMessage, OutgoingMessage, Subscription } from './types.ts';
 
 export interface EmbeddedBusOptions {
@@ -113,6 +114,7 @@ interface Member {
   topics: string[];
   opts: ConsumeOptions;
   workers: Set<Worker>;
+  tracker: ProgressTracker;
   stop: () => Promise<void>;
 }
 
@@ -824,6 +826,8 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
         group.owners.delete(p);
         member.workers.delete(w);
         p.workers.delete(w);
+        // The partition has left this member: its failures are no longer this member's.
+        member.tracker.clear(p.topic, p.id);
         reconcile(group);
       });
   }
@@ -861,6 +865,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
         await member.opts.handle(batch);
       } catch (err) {
         log.warn({ err, group: group.name, topic: p.topic, partition: p.id, offset: batch.messages[0]?.offset }, 'handler failed: redelivering');
+        member.tracker.failed(p.topic, p.id, batch.messages[0]!.offset, err);
         reportError(member, err);
         // The same batch comes again after the wait, unless the partition is revoked first:
         // then the next owner starts from the same committed offset.
@@ -882,6 +887,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
           await abortableSleep(backoffDelay(attempt, REDELIVERY_BACKOFF), signal);
         }
       }
+      member.tracker.clear(p.topic, p.id);
       w.position = next;
       batch = undefined;
       void trim(topic, p).catch((err: unknown) => log.warn({ err, topic: p.topic, partition: p.id }, 'retention failed'));
@@ -893,7 +899,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
     const names = [...new Set(c.topics)];
     for (const name of names) if (!topics.has(name)) throw unknownTopic(name);
     const group = getGroup(c.group);
-    const member: Member = { group, topics: names, opts: c, workers: new Set(), stop };
+    const member: Member = { group, topics: names, opts: c, workers: new Set(), tracker: createProgressTracker(), stop };
     for (const name of names) {
       const topic = topics.get(name)!;
       const committed = topic.groups.get(c.group)?.committed;
@@ -920,7 +926,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
       return stopped;
     }
     // The assignment is computed synchronously above: the member holds its partitions now.
-    return { ready: Promise.resolve(), stop };
+    return { ready: Promise.resolve(), progress: member.tracker.progress, stop };
   }
 
   // ---- topics ----

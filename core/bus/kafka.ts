@@ -12,6 +12,8 @@ import {
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicSpec } from '../topics.ts';
+import { createProgressTracker } from './progress.ts';
+import { DEFAULT_MAX_BATCH_BYTES, RECORD_BATCH_OVERHEAD, recordBytes } from './record-size.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, OutgoingMessage, Subscription } from './types.ts';
 
 export interface KafkaBusOptions {
@@ -27,11 +29,18 @@ export interface KafkaBusOptions {
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
   /**
-   * Upper bound on the summed value bytes of one aggregated `sendBatch`. One produce call
-   * larger than this still goes out whole, alone. Keep it under the broker's
-   * `message.max.bytes` (1 MiB by default).
+   * Upper bound on one aggregated `sendBatch`, in record batch bytes as the broker counts
+   * them (keys, values, headers and framing: ./record-size.ts). A produce call larger than
+   * this is split into several. Default 768 KiB: under the broker's 1 MiB with room to spare.
    */
   maxFlushBytes?: number;
+  /**
+   * The largest record batch the topics take (their `max.message.bytes`; the broker's
+   * default is 1 MiB + 12 bytes). A message that alone would make a larger batch is
+   * refused by `produce` with the non-retriable `BUS_RECORD_TOO_LARGE` before anything
+   * is sent, so it cannot make the broker refuse a request that other writes share.
+   */
+  maxBatchBytes?: number;
   /**
    * Once nothing is in flight, how long the first queued write waits for others to join
    * its request (Kafka's `linger.ms`), unless `lingerBytes` are queued already. Default 0
@@ -106,6 +115,26 @@ function wrapProduceError(err: unknown, topic: string): OrreryError {
     retriable: false,
     cause: err,
   });
+}
+
+/**
+ * What a failed handler throws into kafkajs: always retriable, with no `cause` chain. kafkajs
+ * bails out at once on an error whose `retriable` is false, and restarts a crashed consumer
+ * only when the root of the chain is retriable (consumer/index.js onCrash; restartOnFailure
+ * is not even asked otherwise): a batch whose write Kafka refused for good (a non-retriable
+ * BUS_PRODUCE_REJECTED) stopped the consumer for good, the process up and /readyz 200 (issue
+ * #15). For a consumer every failure means "deliver the batch again"; whether that is
+ * getting anywhere is the stage's call, through Subscription.progress().
+ */
+class BatchRedelivery extends Error {
+  readonly retriable = true;
+  /** The handler's own error (not `cause`: kafkajs would judge by it). */
+  readonly handlerError: unknown;
+  constructor(message: string, handlerError: unknown) {
+    super(message);
+    this.name = 'OrreryBatchRedelivery';
+    this.handlerError = handlerError;
+  }
 }
 
 type CommitFn = (offsets: { topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }) => Promise<void>;
@@ -192,7 +221,8 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         log[KAFKAJS_TO_PINO[level] ?? 'info']({ kafkajs: fields }, message);
       },
   });
-  const maxFlushBytes = opts.maxFlushBytes ?? 768 * 1024;
+  const maxBatchBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+  const maxFlushBytes = Math.min(opts.maxFlushBytes ?? 768 * 1024, maxBatchBytes);
   const lingerMs = opts.lingerMs ?? 0;
   const lingerBytes = Math.min(opts.lingerBytes ?? 16 * 1024, maxFlushBytes);
 
@@ -318,21 +348,38 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
       if (messages.length === 0) return Promise.resolve();
       // A call larger than one request may carry is split into consecutive requests (Kafka
-      // refuses a partition batch over message.max.bytes, 1 MiB by default, for good). The
+      // refuses a partition batch over max.message.bytes, 1 MiB by default, for good). The
       // parts queue back to back, so order holds; a failed part fails the parts behind it.
+      // Sizes are the record batch's as the broker measures it, headers and framing
+      // included: dead letters carry more header than value, and counting values alone
+      // let a DLQ request pass the limit and be refused on every redelivery (issue #15).
+      // kafkajs groups a request by partition and the limit is per partition batch, but
+      // which partition a key lands on is the partitioner's, so the whole request counts.
+      const sizes = messages.map(recordBytes);
+      const tooLarge = sizes.flatMap((size, index) => (RECORD_BATCH_OVERHEAD + size > maxBatchBytes ? [index] : []));
+      if (tooLarge.length > 0) {
+        const bytes = tooLarge.map((i) => RECORD_BATCH_OVERHEAD + sizes[i]!);
+        return Promise.reject(
+          new OrreryError(
+            'BUS_RECORD_TOO_LARGE',
+            `${tooLarge.length} of ${messages.length} messages for ${topic} exceed the record batch limit of ${maxBatchBytes} bytes alone (the largest: ${Math.max(...bytes)} bytes)`,
+            { retriable: false, status: 413, details: { topic, indexes: tooLarge, bytes, limit: maxBatchBytes } },
+          ),
+        );
+      }
       const parts: Array<{ messages: OutgoingMessage[]; bytes: number }> = [];
       let current: OutgoingMessage[] = [];
-      let currentBytes = 0;
-      for (const m of messages) {
-        const size = (typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length) + (m.key ? m.key.length : 0);
+      let currentBytes = RECORD_BATCH_OVERHEAD;
+      messages.forEach((m, i) => {
+        const size = sizes[i]!;
         if (current.length > 0 && currentBytes + size > maxFlushBytes) {
           parts.push({ messages: current, bytes: currentBytes });
           current = [];
-          currentBytes = 0;
+          currentBytes = RECORD_BATCH_OVERHEAD;
         }
         current.push(m);
         currentBytes += size;
-      }
+      });
       parts.push({ messages: current, bytes: currentBytes });
       const sent = parts.map(
         (part) =>
@@ -354,14 +401,21 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
         ...(opts.fetchMinBytes !== undefined ? { minBytes: opts.fetchMinBytes } : {}),
         ...(opts.fetchMaxWaitMs !== undefined ? { maxWaitTimeInMs: opts.fetchMaxWaitMs } : {}),
         // Consumers keep trying for longer: they have nothing better to do than wait. And
-        // after a failure they always restart (kafkajs's default gives up on errors it deems
-        // non-retriable, leaving a live process that consumes nothing).
+        // after running out of retries they restart (kafkajs's default gives up, leaving a
+        // live process that consumes nothing). A handler's errors reach kafkajs as
+        // BatchRedelivery, which is always retriable: see there.
         retry: { ...(opts.retry ?? { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 }), restartOnFailure: async () => true },
       });
       const commit = commitCoalescer();
       let joined!: () => void;
       const ready = new Promise<void>((resolve) => (joined = resolve));
-      consumer.on(consumer.events.GROUP_JOIN, () => joined());
+      const tracker = createProgressTracker();
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        // Partitions handed to another member are no longer this one's to report.
+        const assigned = e.payload.memberAssignment;
+        tracker.retain((topic, partition) => assigned[topic]?.includes(partition) ?? false);
+        joined();
+      });
       consumer.on(consumer.events.CRASH, (e) => {
         log.error({ err: e.payload.error, group: c.group, restart: e.payload.restart }, 'consumer crashed');
         c.onError?.(e.payload.error);
@@ -393,8 +447,10 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           try {
             await c.handle(incoming);
           } catch (err) {
+            const offset = batch.firstOffset() ?? incoming.messages[0]!.offset;
+            tracker.failed(batch.topic, batch.partition, offset, err);
             c.onError?.(err);
-            throw err;
+            throw new BatchRedelivery(`${batch.topic}[${batch.partition}] at offset ${offset}: ${(err as Error)?.message ?? String(err)}`, err);
           }
           // resolveOffset moves kafkajs's fetch position (without it the batch is fetched
           // again). The commit goes through the batch's own commit function: consumer.
@@ -403,11 +459,13 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
           resolveOffset(batch.lastOffset());
           const next = (BigInt(batch.lastOffset()) + 1n).toString();
           await commit(batch.topic, batch.partition, next, commitOffsetsIfNecessary);
+          tracker.clear(batch.topic, batch.partition);
           await heartbeat();
         },
       });
       const sub: Subscription = {
         ready,
+        progress: tracker.progress,
         async stop() {
           subscriptions.delete(sub);
           // disconnect waits for the running eachBatch (and its commit) before leaving.

@@ -1,4 +1,5 @@
 import type { TopicSpec } from '../topics.ts';
+import type { ConsumerProgress } from './progress.ts';
 
 /**
  * The bus: what the stages need from Kafka, and no more. Adapters: Kafka (kafkajs) now,
@@ -60,6 +61,11 @@ export interface ConsumeOptions {
 export interface Subscription {
   /** Resolves once the group has joined and partitions are assigned. */
   ready: Promise<void>;
+  /**
+   * The partitions whose batch keeps failing, with no success since (./progress.ts): what
+   * a stage's readiness looks at to tell a consumer that stopped for good.
+   */
+  progress(): ConsumerProgress;
   /** Stops fetching, lets the in-flight batch finish and commit, then leaves the group. */
   stop(): Promise<void>;
 }

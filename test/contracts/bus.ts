@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stalledPartitions } from '../../core/bus/progress.ts';
+import { OrreryError } from '../../core/errors.ts';
 import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
 import { uniqueName, waitFor } from '../helpers/index.ts';
 
@@ -177,6 +179,32 @@ export function busContract(name: string, makeBus: () => Promise<Bus>): void {
       await waitFor(() => again.length >= keys.length, { what: 'the second messages' });
       await new Promise((r) => setTimeout(r, 200));
       expect(again.sort()).toEqual(keys.map((key) => `second:${key}`).sort());
+    });
+
+    it('progress() shows a partition whose batch fails every time, and forgets it once the batch goes through', async () => {
+      const t = await topic(1);
+      await bus.produce(t, [{ key: 'k', value: 'refused' }]);
+      let refuse = true;
+      const handled: string[] = [];
+      const sub = await bus.consume({
+        group: uniqueName('g'),
+        topics: [t],
+        fromBeginning: true,
+        handle: async (b) => {
+          // Not retriable, as when Kafka refuses a write for good: the batch is read again all the same.
+          if (refuse) throw new OrreryError('BUS_PRODUCE_REJECTED', 'the destination refused the write', { retriable: false });
+          handled.push(...b.messages.map((m) => m.value!.toString()));
+        },
+      });
+      subs.push(sub);
+      const failing = await waitFor(() => sub.progress().failing.find((f) => f.failures >= 3), { what: 'three failures of the same batch' });
+      expect(failing).toMatchObject({ topic: t, partition: 0, offset: '0', error: 'the destination refused the write' });
+      expect(stalledPartitions(sub.progress(), { afterMs: 0 }, Date.now())).toHaveLength(1);
+
+      refuse = false;
+      await waitFor(() => handled.length === 1, { timeoutMs: 30_000, what: 'the batch handled once the handler stops throwing' });
+      await waitFor(() => sub.progress().failing.length === 0, { what: 'the failure forgotten' });
+      expect(stalledPartitions(sub.progress(), { afterMs: 0 }, Date.now())).toEqual([]);
     });
 
     it('stop() lets the in-flight batch finish and commit', async () => {

@@ -1,6 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { updateControlPlane } from '../../core/control-plane-pg.ts';
@@ -44,14 +45,18 @@ interface World {
   bus: Bus;
 }
 
-async function world(): Promise<World> {
+async function world(opts: { dlqConfig?: Record<string, string> } = {}): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), 'orrery-router-'));
   await writeFile(join(dir, 'orrery.yaml'), CONFIG);
   const prefix = uniqueName('rt');
   const schema = uniqueName('rt').toLowerCase();
   const topics = topicNames(prefix);
   const bus = testBus('it-router');
-  await bus.ensureTopics([topics.raw, topics.dlq].map((topic) => ({ topic, numPartitions: 4, replicationFactor: 1 })));
+  const dlqConfig = Object.entries(opts.dlqConfig ?? {}).map(([name, value]) => ({ name, value }));
+  await bus.ensureTopics([
+    { topic: topics.raw, numPartitions: 4, replicationFactor: 1 },
+    { topic: topics.dlq, numPartitions: 4, replicationFactor: 1, configEntries: dlqConfig },
+  ]);
   return {
     topics,
     schema,
@@ -100,8 +105,8 @@ describe('router against real Kafka, Redis and Postgres', () => {
     await Promise.all(buses.map((b) => b.close()));
   });
 
-  async function setup() {
-    const w = await world();
+  async function setup(opts?: Parameters<typeof world>[0]) {
+    const w = await world(opts);
     buses.push(w.bus);
     return w;
   }
@@ -211,6 +216,108 @@ describe('router against real Kafka, Redis and Postgres', () => {
       console.info(`crash test ${topic.split('.').at(-1)}: ${N} events, ${got.length - N} duplicates, ${routedBeforeCrash} routed before kill -9`);
     }
     await rec.sub.stop();
+  });
+
+  it('a backlog of dead letters on topics with the broker\'s default limits is routed to the end: all on the DLQ, lag 0', async () => {
+    // Issue #15, observation 5: events of a source the control plane no longer has wait on
+    // the raw topic. Their dead letters carry 7 headers each; the router's outputs for one
+    // raw partition batch (up to 1 MiB fetched) land in one DLQ partition, and once the
+    // headers counted for nothing the request passed the broker's max.message.bytes
+    // (1 MiB by default, as on these topics) and was refused again on every redelivery.
+    const w = await setup();
+    const run = uniqueName('b');
+    const ghosts = 24_000;
+    const known = 6_000;
+    const filler = 'x'.repeat(120);
+    const events = Array.from({ length: ghosts + known }, (_, i) =>
+      i % 5 === 4
+        ? event({ userId: `u${i % 97}`, messageId: `${run}-web-${i}`, type: 'page', name: 'Home', properties: { filler } })
+        : event({ userId: `u${i % 97}`, messageId: `${run}-ghost-${i}`, sourceId: 'ghost', properties: { filler } }),
+    );
+    // The backlog is there before the router starts, as after a stop.
+    for (let i = 0; i < events.length; i += 5_000) await produce(w, events.slice(i, i + 5_000));
+    const router = await startOrrery(['start', 'router'], w.env);
+    procs.push(router);
+
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, {
+      timeoutMs: 90_000,
+      intervalMs: 500,
+      what: `the router to route all ${events.length} events (lag 0)`,
+    });
+    const rec = await recordTopics(w.bus, [w.topics.destination('hook'), w.topics.dlq]);
+    const ids = (topic: string) => new Set(rec.messages.get(topic)!.map((m) => parse(m).messageId));
+    await waitFor(() => ids(w.topics.dlq).size >= ghosts && ids(w.topics.destination('hook')).size >= known, {
+      timeoutMs: 60_000,
+      what: 'every dead letter and every routed event recorded',
+    });
+    const expected = (kind: string) => events.filter((e) => e.messageId.includes(`-${kind}-`)).map((e) => e.messageId).sort();
+    expect([...ids(w.topics.dlq)].sort()).toEqual(expected('ghost'));
+    expect([...ids(w.topics.destination('hook'))].sort()).toEqual(expected('web'));
+    expect(new Set(rec.messages.get(w.topics.dlq)!.map((m) => m.headers['x-orrery-reason']))).toEqual(new Set(['unknown_source']));
+    await rec.sub.stop();
+  });
+
+  it('an event too large for any request becomes a dead letter (too_large), without its value if that is too large too; the events around it are routed', async () => {
+    const w = await setup();
+    // The bus is told the topics take 16 KiB batches: a 20 KB event fits no request.
+    const router = await startOrrery(['start', 'router'], { ...w.env, KAFKA_MAX_MESSAGE_BYTES: String(16 * 1024) });
+    procs.push(router);
+    const run = uniqueName('big');
+    const big = event({ userId: 'u1', messageId: `${run}-big`, type: 'page', name: 'Home', properties: { blob: 'b'.repeat(20_000) } });
+    await produce(w, [event({ userId: 'u1', messageId: `${run}-before`, type: 'page', name: 'Home' }), big, event({ userId: 'u1', messageId: `${run}-after`, type: 'page', name: 'Home' })]);
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, { what: 'lag 0' });
+
+    const rec = await recordTopics(w.bus, [w.topics.destination('hook'), w.topics.dlq]);
+    await waitFor(() => rec.messages.get(w.topics.destination('hook'))!.length >= 2 && rec.messages.get(w.topics.dlq)!.length >= 1, { what: 'routed and dead-lettered' });
+    expect(rec.messages.get(w.topics.destination('hook'))!.map((m) => parse(m).messageId)).toEqual([`${run}-before`, `${run}-after`]);
+    const [letter] = rec.messages.get(w.topics.dlq)!;
+    expect(letter!.headers).toMatchObject({ 'x-orrery-reason': 'too_large', 'x-orrery-original-topic': w.topics.raw, 'x-orrery-value-omitted': String(Buffer.byteLength(encodeEnvelope(big))) });
+    expect(letter!.value!.length).toBe(0);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    expect(metrics).toMatch(/orrery_router_events_dead_lettered_total\{reason="too_large"[^}]*\} 1/);
+    expect(metrics).toMatch(/orrery_router_events_routed_total\{destination="hook"[^}]*\} 2/);
+    await rec.sub.stop();
+  });
+
+  it('a batch that fails every time stalls the router: /readyz, then /healthz, answer 503 and a metric says so; it recovers once the write goes through', async () => {
+    // The DLQ topic takes less than one dead letter: the broker refuses the write whatever
+    // the bus knows of the limit, so the batch fails on every redelivery.
+    const w = await setup({ dlqConfig: { 'max.message.bytes': '300' } });
+    const router = await startOrrery(['start', 'router'], { ...w.env, ROUTER_STALL_AFTER_MS: '1000', ROUTER_STALL_LIVENESS_MS: '3000' });
+    procs.push(router);
+    const run = uniqueName('st');
+    await produce(w, [event({ userId: 'u1', messageId: `${run}-ghost`, sourceId: 'ghost' })]);
+
+    const ready = await waitFor(
+      async () => {
+        const res = await fetch(`${router.url}/readyz`);
+        return res.status === 503 ? ((await res.json()) as { checks: Record<string, { status: string; detail?: string }> }) : undefined;
+      },
+      { what: '/readyz 503' },
+    );
+    expect(ready.checks['router.consumer']).toMatchObject({ status: 'down', detail: expect.stringContaining(`stalled: ${w.topics.raw}[`) });
+    expect(ready.checks['router.consumer']!.detail).toContain('larger than the max message size');
+    expect(await (await fetch(`${router.url}/metrics`)).text()).toMatch(/orrery_router_stalled_partitions\{[^}]*\} 1/);
+    const live = await waitFor(async () => {
+      const res = await fetch(`${router.url}/healthz`);
+      return res.status === 503 ? ((await res.json()) as { checks: Record<string, { status: string }> }) : undefined;
+    }, { what: '/healthz 503' });
+    expect(live.checks['router.consumer']!.status).toBe('down');
+    expect(await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)).toBe(1);
+
+    // The operator raises the topic's limit: the next redelivery goes through.
+    const admin = new Kafka({ clientId: 'it-router-admin', brokers: serviceEnv('KAFKA_BROKERS').split(','), logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: w.topics.dlq, configEntries: [{ name: 'max.message.bytes', value: '1048588' }] }] });
+    } finally {
+      await admin.disconnect();
+    }
+    await waitFor(async () => (await w.bus.lag!(w.env.ROUTER_GROUP!, w.topics.raw)) === 0, { timeoutMs: 60_000, what: 'the dead letter written, lag 0' });
+    await waitFor(async () => (await fetch(`${router.url}/readyz`)).status === 200 && (await fetch(`${router.url}/healthz`)).status === 200, {
+      what: '/readyz and /healthz 200 again',
+    });
+    expect(await (await fetch(`${router.url}/metrics`)).text()).toMatch(/orrery_router_stalled_partitions\{[^}]*\} 0/);
   });
 
   it('two router instances split the partitions and keep each user in order', async () => {
