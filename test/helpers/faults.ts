@@ -1,8 +1,11 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { expect } from 'vitest';
-import { serviceEnv, uniqueName, waitFor } from './index.ts';
+import { serviceCtl, serviceEnv, uniqueName, waitFor } from './index.ts';
 import { startOrrery, type OrreryProcess } from './process.ts';
 import { startReceiver } from './receiver.ts';
 
@@ -290,6 +293,40 @@ export async function readMetric(baseUrl: string, name: string): Promise<number>
     if (m && m[1] === name) sum += Number(m[3]);
   }
   return sum;
+}
+
+const SERVICE_PORT = {
+  kafka: { env: 'KAFKA_BROKERS', port: 'ORRERY_KAFKA_PORT', fallback: '9092' },
+  postgres: { env: 'DATABASE_URL', port: 'ORRERY_PG_PORT', fallback: '5432' },
+  redis: { env: 'REDIS_URL', port: 'ORRERY_REDIS_PORT', fallback: '6379' },
+} as const;
+
+/**
+ * Stops or starts a service through test/services (the same ORRERY_SERVICES_DIR and
+ * ORRERY_*_PORT env as the run). Refuses when the service the pipeline uses is not the
+ * one those scripts manage: the case would fault nothing, or another set of services.
+ */
+export async function faultService(action: 'up' | 'down', service: keyof typeof SERVICE_PORT): Promise<void> {
+  const { env, port, fallback } = SERVICE_PORT[service];
+  const expected = process.env[port] ?? fallback;
+  if (!new RegExp(`^(\\w+://)?([^@/]*@)?127\\.0\\.0\\.1:${expected}(/|$)`).test(serviceEnv(env))) {
+    throw new Error(`${env}=${serviceEnv(env)} is not the ${service} test/services manages (127.0.0.1:${expected}; ${port}): refusing to fault it`);
+  }
+  await serviceCtl(action, service);
+}
+
+const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+
+/** `orrery dlq list --destination <id>` as a user runs it: the pending dead letters. */
+export async function listDeadLetters(env: Record<string, string>, destination: string): Promise<Array<{ messageId: string; httpStatus?: number }>> {
+  const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'dlq', 'list', '--destination', destination, '--limit', '1000000'], {
+    env: { ...process.env, ...env },
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { messageId: string; httpStatus?: number });
 }
 
 /** Resolves once `ms` have passed (the length of a fault, not a wait for a condition). */
