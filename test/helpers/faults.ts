@@ -272,6 +272,29 @@ export async function startPipeline(opts: {
   };
 }
 
+/**
+ * One case's setup: a receiver, a pipeline to it and a load of `count` events at `rate`,
+ * returned once the load is acknowledged and delivered (so a fault hits a running flow).
+ * Everything started is pushed to `closers`.
+ */
+export async function startFaultRun(opts: {
+  rate: number;
+  count: number;
+  closers: Array<() => Promise<unknown>>;
+  pipeline?: Omit<Parameters<typeof startPipeline>[0], 'receiverUrl'>;
+}): Promise<{ receiver: Receiver; pipeline: Pipeline; load: Load }> {
+  const receiver = await startReceiver();
+  opts.closers.push(receiver.close);
+  const pipeline = await startPipeline({ receiverUrl: receiver.url, ...opts.pipeline });
+  opts.closers.push(pipeline.stop);
+  const load = startLoad({ url: pipeline.ingestUrl, writeKey: FAULT_WRITE_KEY, rate: opts.rate, count: opts.count, users: faultEnv.users() });
+  await waitFor(() => load.acked.size >= opts.rate * 5 && deliveries(receiver).some((d) => String(d.messageId).startsWith(`${load.tag}-`)), {
+    timeoutMs: 60_000,
+    what: 'load acknowledged and delivered',
+  });
+  return { receiver, pipeline, load };
+}
+
 export function pipelineConfig(receiverUrl: string, extraDestinations = '', extraRoutes = ''): string {
   return `sources: [{ id: web, writeKeys: [${FAULT_WRITE_KEY}] }]
 destinations:

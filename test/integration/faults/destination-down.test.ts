@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../helpers/index.ts';
-import { deliveries, expectGuarantees, faultEnv, FAULT_WRITE_KEY, settle, sleep, startLoad, startPipeline, startReceiver } from '../../helpers/faults.ts';
+import { expectGuarantees, faultEnv, settle, sleep, startFaultRun } from '../../helpers/faults.ts';
 
 /**
  * Fault suite, case 1 (issue #15): the destination answers 503 for 2 minutes under 200
@@ -9,7 +8,7 @@ import { deliveries, expectGuarantees, faultEnv, FAULT_WRITE_KEY, settle, sleep,
  * FAULT_DEST_DOWN_MS shortens (or lengthens) the outage; the default is the issue's 2 min.
  */
 describe('fault: destination down under load', () => {
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
     for (const c of closers.splice(0)) await c();
   });
@@ -17,13 +16,8 @@ describe('fault: destination down under load', () => {
   const rate = faultEnv.rate(200);
   const downMs = faultEnv.ms('DEST_DOWN', 120_000);
   it(`destination down ${downMs / 1000} s at ${rate} events/s: every event delivered, none dead-lettered`, async () => {
-    const receiver = await startReceiver();
-    closers.push(receiver.close);
-    const pipeline = await startPipeline({ receiverUrl: receiver.url });
-    closers.push(pipeline.stop);
-    const count = Math.round(rate * (faultEnv.seconds(5) + downMs / 1000 + 5));
-    const load = startLoad({ url: pipeline.ingestUrl, writeKey: FAULT_WRITE_KEY, rate, count, users: faultEnv.users() });
-    await waitFor(() => deliveries(receiver).some((d) => String(d.messageId).startsWith(load.tag)), { timeoutMs: 60_000, what: 'deliveries under way' });
+    const count = Math.round(rate * (faultEnv.seconds(10) + downMs / 1000 + 5));
+    const { receiver, pipeline, load } = await startFaultRun({ rate, count, closers });
 
     receiver.state.respond = () => 503;
     await sleep(downMs);

@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../helpers/index.ts';
-import { expectGuarantees, faultEnv, faultService, FAULT_WRITE_KEY, settle, sleep, startLoad, startPipeline, startReceiver } from '../../helpers/faults.ts';
+import { expectGuarantees, faultEnv, faultService, settle, sleep, startFaultRun } from '../../helpers/faults.ts';
 
 /**
  * Fault suite, case 2 (issue #15): the Kafka broker stops for 30 s under load, then starts.
@@ -8,7 +7,7 @@ import { expectGuarantees, faultEnv, faultService, FAULT_WRITE_KEY, settle, slee
  * nothing acknowledged is lost and each user's events arrive in order.
  */
 describe('fault: Kafka broker stopped under load', () => {
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<() => Promise<unknown>> = [];
   afterAll(async () => {
     await faultService('up', 'kafka');
     for (const c of closers.splice(0)) await c();
@@ -17,14 +16,9 @@ describe('fault: Kafka broker stopped under load', () => {
   const rate = faultEnv.rate(200);
   const downMs = faultEnv.ms('KAFKA_DOWN', 30_000);
   it(`Kafka down ${downMs / 1000} s at ${rate} events/s: the spool fills and drains, nothing lost, order kept`, async () => {
-    const receiver = await startReceiver();
-    closers.push(receiver.close);
-    const pipeline = await startPipeline({ receiverUrl: receiver.url });
-    closers.push(pipeline.stop);
     // Load before, during and after the outage.
     const count = Math.round(rate * (faultEnv.seconds(10) + downMs / 1000 + 10));
-    const load = startLoad({ url: pipeline.ingestUrl, writeKey: FAULT_WRITE_KEY, rate, count, users: faultEnv.users() });
-    await waitFor(() => load.acked.size >= rate * 5, { timeoutMs: 60_000, what: 'load under way' });
+    const { receiver, pipeline, load } = await startFaultRun({ rate, count, closers });
 
     await faultService('down', 'kafka');
     let maxSpool = 0;
