@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../helpers/index.ts';
+import { updateControlPlane } from '../../../core/control-plane-pg.ts';
+import { createPgStore } from '../../../core/store/pg.ts';
+import { serviceEnv, waitFor } from '../../helpers/index.ts';
 import {
   expectGuarantees,
   faultEnv,
@@ -15,7 +17,8 @@ import {
  * Fault suite, case 6 (issue #15): the Postgres store restarts under load. Beside the
  * healthy webhook, a second destination refuses every call with 400, which makes dead
  * letters. Those written before the restart are still listed after it, more are written
- * after it, and the healthy destination gets every acknowledged event, in order.
+ * after it, the healthy destination gets every acknowledged event, in order, and a
+ * control-plane change made after the restart reaches the running ingest.
  */
 describe('fault: Postgres restarted under load', () => {
   const closers: Array<() => Promise<unknown>> = [];
@@ -68,5 +71,28 @@ describe('fault: Postgres restarted under load', () => {
     expect(beforeKept, 'dead letters written before the restart are still listed').toBe(before.length);
     expect(letters.length, 'dead letters written after the restart').toBeGreaterThan(before.length);
     expect(letters.every((l) => l.httpStatus === 400)).toBe(true);
+
+    // The control plane survived, and its live changes still reach the running processes
+    // (their LISTEN connections were cut by the restart): a write key added now is taken.
+    const store = createPgStore({ url: serviceEnv('DATABASE_URL'), schema: pipeline.env.DATABASE_SCHEMA! });
+    try {
+      await updateControlPlane(store, (doc) => ({
+        ...doc,
+        sources: doc.sources.map((src) => (src.id === 'web' ? { ...src, writeKeys: [...src.writeKeys, 'fault-key-after-restart'] } : src)),
+      }));
+    } finally {
+      await store.close();
+    }
+    await waitFor(
+      async () => {
+        const res = await fetch(`${pipeline.ingestUrl()}/v1/track`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Basic ${btoa('fault-key-after-restart:')}` },
+          body: JSON.stringify({ userId: 'after-restart', event: 'Key Check' }),
+        });
+        return res.ok;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: 'ingest to take a write key added after the restart' },
+    );
   }, 420_000);
 });
