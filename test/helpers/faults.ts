@@ -15,7 +15,8 @@ import { startReceiver } from './receiver.ts';
  * receiver, and the accounting of what was sent, acknowledged and delivered.
  *
  * Sizes come from env so CI stays short and a bigger run is one variable away:
- * FAULT_RATE (events/s), FAULT_SECONDS (length of the load), FAULT_USERS.
+ * FAULT_RATE (events/s), FAULT_SECONDS (the load's length; in the outage cases, the load
+ * before and after the fault), FAULT_USERS, FAULT_<CASE>_MS (the length of a fault).
  */
 export const faultEnv = {
   rate: (fallback: number) => Number(process.env.FAULT_RATE ?? fallback),
