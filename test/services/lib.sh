@@ -4,6 +4,8 @@
 # loopback for the integration tests.
 #
 # State dir: one root, $ORRERY_SERVICES_DIR, default /var/tmp/orrery-services.
+# Ports: $ORRERY_KAFKA_PORT (9092), $ORRERY_KAFKA_CONTROLLER_PORT (9093), $ORRERY_PG_PORT
+# (5432), $ORRERY_REDIS_PORT (6379).
 #   - Not inside the git work tree: data must outlive a fresh clone (CI clones anew
 #     into another folder and reuses what an earlier run started), and `git clean`
 #     must not wipe a running database.
@@ -29,14 +31,16 @@ STATE_ROOT="$(realpath -m "${ORRERY_SERVICES_DIR:-/var/tmp/orrery-services}")"
 ALL_SERVICES=(kafka postgres redis)
 
 HOST=127.0.0.1
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
+# Ports are overridable so a second, private set (e.g. for fault tests that stop
+# services) can run beside the shared one: give it its own ORRERY_SERVICES_DIR too.
+KAFKA_PORT=${ORRERY_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${ORRERY_KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_CLUSTER_ID=b3JyZXJ5LXRlc3QtMDAwMQ # base64url("orrery-test-0001"): fixed, 16 bytes
-PG_PORT=5432
+PG_PORT=${ORRERY_PG_PORT:-5432}
 PG_USER=orrery
 PG_PASSWORD=orrery
 PG_DB=orrery
-REDIS_PORT=6379
+REDIS_PORT=${ORRERY_REDIS_PORT:-6379}
 
 KAFKA_START_TIMEOUT=180 # seconds; covers log recovery after a SIGKILL on a slow machine
 PG_START_TIMEOUT=90
