@@ -5,7 +5,7 @@ import type { Context } from 'hono';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { createErrorBoundary } from '../core/error-boundary.ts';
 import type { Registry } from '../core/metrics.ts';
-import { createLeasedLimiter } from '../core/cache/leased-limiter.ts';
+import { createFailOpenLimiter, createLeasedLimiter } from '../core/cache/leased-limiter.ts';
 import { createIngestApp, type IngestMetrics } from './app.ts';
 import { createHandoff, type Handoff, type HandoffEvent } from './handoff.ts';
 import { createLiveSourceResolver } from './sources.ts';
@@ -36,12 +36,27 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   const sources = await createLiveSourceResolver(ctx.controlPlane, (err) => log.error({ err }, 'could not apply the new sources'));
   log.info({ sources: ctx.controlPlane.current().sources.length, spool: spoolDir }, 'ingest ready');
 
+  // Redis is asked once per 100 events per source, not once per request; while it is
+  // unreachable, events are taken unlimited rather than refused (logged once per outage).
+  let limiterDown = false;
+  const limiter =
+    adapters.cache.kind !== 'redis'
+      ? adapters.cache
+      : createFailOpenLimiter(createLeasedLimiter(adapters.cache.take.bind(adapters.cache), { leaseTokens: 100, leaseMs: 1_000 }).take, {
+          onUnavailable(err) {
+            if (!limiterDown) log.warn({ err }, 'rate limiter unreachable: taking events without limiting them until it is back');
+            limiterDown = true;
+          },
+          onRecovered() {
+            limiterDown = false;
+            log.info('rate limiter reachable again');
+          },
+        });
   const trustProxy = config.ingest.trustProxy;
   const app = createIngestApp({
     sources,
     handoff,
-    // Redis is asked once per 100 events per source, not once per request.
-    limiter: adapters.cache.kind !== 'redis' ? adapters.cache : createLeasedLimiter(adapters.cache.take.bind(adapters.cache), { leaseTokens: 100, leaseMs: 1_000 }),
+    limiter,
     defaultRateLimit: { capacity: config.ingest.rateLimit.burst, refillPerSec: config.ingest.rateLimit.eventsPerSecond },
     metrics,
     clientIp: (c: Context) => clientIp(c, trustProxy),

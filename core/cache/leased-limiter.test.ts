@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLeasedLimiter } from './leased-limiter.ts';
+import { createFailOpenLimiter, createLeasedLimiter } from './leased-limiter.ts';
 import { takeTokens, type BucketState } from './token-bucket.ts';
 import type { TokenBucket } from './types.ts';
 
@@ -56,5 +56,27 @@ describe('leased limiter', () => {
     const results = await Promise.all(Array.from({ length: 50 }, () => limiter.take('k', { capacity: 1_000, refillPerSec: 1 })));
     expect(results.every((r) => r.allowed)).toBe(true);
     expect(shared.calls()).toBe(1);
+  });
+});
+
+describe('createFailOpenLimiter', () => {
+  const bucket = { capacity: 10, refillPerSec: 1 };
+  it('passes the shared answer on, lets requests through while the bucket is unreachable, and says when it is back', async () => {
+    let reachable = true;
+    const events: string[] = [];
+    const limiter = createFailOpenLimiter(
+      async (_key, _bucket, cost = 1) => {
+        if (!reachable) throw new Error('redis down');
+        return { allowed: cost <= 3, remaining: 3 - cost, retryAfterMs: cost <= 3 ? 0 : 1_000, resetMs: 0 };
+      },
+      { onUnavailable: (err) => events.push(`down: ${(err as Error).message}`), onRecovered: () => events.push('back') },
+    );
+    expect((await limiter.take('k', bucket, 5)).allowed).toBe(false);
+    reachable = false;
+    expect((await limiter.take('k', bucket, 5)).allowed).toBe(true);
+    expect((await limiter.take('k', bucket, 1)).allowed).toBe(true);
+    reachable = true;
+    expect((await limiter.take('k', bucket, 5)).allowed).toBe(false);
+    expect(events).toEqual(['down: redis down', 'down: redis down', 'back']);
   });
 });

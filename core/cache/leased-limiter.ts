@@ -46,3 +46,30 @@ export function createLeasedLimiter(take: Take, opts: { leaseTokens: number; lea
 
   return { take: takeLeased };
 }
+
+/**
+ * A limiter that lets requests through while the shared bucket cannot be reached
+ * (Redis down): availability over the rate limit, as the router goes on without dedup.
+ * Refusing would turn a cache outage into lost traffic, since SDKs drop what they cannot
+ * send once their retries end. `onUnavailable` hears each failure (the caller logs the
+ * first of an outage and counts them); `onRecovered` hears the first success after one.
+ *
+ * @example const limiter = createFailOpenLimiter(leased.take, { onUnavailable: (err) => log.warn({ err }, 'rate limiter unreachable: not limiting') });
+ */
+export function createFailOpenLimiter(take: Take, hooks: { onUnavailable(err: unknown): void; onRecovered?(): void }): { take: Take } {
+  let down = false;
+  return {
+    async take(key, bucket, cost = 1) {
+      try {
+        const result = await take(key, bucket, cost);
+        if (down) hooks.onRecovered?.();
+        down = false;
+        return result;
+      } catch (err) {
+        down = true;
+        hooks.onUnavailable(err);
+        return { allowed: true, remaining: 0, retryAfterMs: 0, resetMs: 0 };
+      }
+    },
+  };
+}
