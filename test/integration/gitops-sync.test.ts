@@ -118,7 +118,8 @@ describe('gitops sync to a real Kubernetes API', () => {
     expect(d.state).toBe('failed');
     expect(d.error).toMatch(/canary/);
     // The interval keeps syncing (and says Reconciling while it waits); each run that ends, ends unhealthy.
-    const status = await sync.untilSynced('HealthCheckFailed', 60_000);
+    // A run waits healthTimeoutMs (20 s) before it ends unhealthy: on a loaded machine that takes a few.
+    const status = await sync.untilSynced('HealthCheckFailed', 120_000);
     expect(status.conditions[0]).toMatchObject({ type: 'Ready', status: 'False' });
     expect(status.conditions[0]!.message).toContain('canary');
   });

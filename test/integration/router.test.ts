@@ -7,6 +7,7 @@ import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { updateControlPlane } from '../../core/control-plane-pg.ts';
 import { encodeEnvelope, eventKey, type Envelope } from '../../core/envelope.ts';
 import { createPgStore } from '../../core/store/pg.ts';
+import { listAllDeadLetters, pendingByStage } from '../../pilot/dead-letters.ts';
 import { topicNames, type TopicNames } from '../../core/topics.ts';
 import { serviceEnv, uniqueName, waitFor } from '../helpers/index.ts';
 import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
@@ -255,6 +256,16 @@ describe('router against real Kafka, Redis and Postgres', () => {
     expect([...ids(w.topics.destination('hook'))].sort()).toEqual(expected('web'));
     expect(new Set(rec.messages.get(w.topics.dlq)!.map((m) => m.headers['x-orrery-reason']))).toEqual(new Set(['unknown_source']));
     await rec.sub.stop();
+    // And every one of them is where Pilot lists dead letters (the router's recorder copies
+    // the DLQ into the store), as Pilot's API counts them.
+    const store = createPgStore({ url: serviceEnv('DATABASE_URL'), schema: w.schema });
+    try {
+      await waitFor(async () => (await pendingByStage(store)).router === ghosts, { timeoutMs: 60_000, intervalMs: 500, what: `${ghosts} router dead letters in the store` });
+      const sample = await listAllDeadLetters(store, { stage: 'router', limit: 5 });
+      expect(sample.map((l) => (l.stage === 'router' ? l.reason : l.stage))).toEqual(Array(5).fill('unknown_source'));
+    } finally {
+      await store.close();
+    }
   });
 
   it('an event too large for any request becomes a dead letter (too_large), without its value if that is too large too; the events around it are routed', async () => {

@@ -106,6 +106,11 @@ describe('security model: gitops and pilot', () => {
     expect((await gitHook({ 'x-hub-signature-256': sign(body) }, `${body}\n`)).status).toBe(401);
     expect((await gitHook({ 'x-gitlab-token': 'not-the-secret' }, body)).status).toBe(401);
 
+    // The deploy of the test before commits on its own time: let it land first, or its push
+    // races ours and is re-applied on top, and the sync it triggers would bring our commit in.
+    await waitFor(async () => ((await (await get('/deploys', ADMIN_TOKEN)).json()) as { deploys: Array<{ state: string }> }).deploys.every((d) => d.state !== 'received'), {
+      what: 'earlier deploys committed',
+    });
     // A commit the sync has not seen (its interval is ten minutes: only a hook brings it in).
     const work = await server.clone();
     await writeFile(join(work, 'apps/config.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: web-config, namespace: default }\ndata: { pushed: "yes" }\n');
