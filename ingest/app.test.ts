@@ -39,7 +39,7 @@ function post(app: Awaited<ReturnType<typeof setup>>['app'], path: string, body:
   return app.request(path, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: basic(KEY), ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
   });
 }
 
@@ -211,6 +211,20 @@ describe('ingest: limits and bad input', () => {
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ success: false, code: 'invalid_json' });
     expect(await (await post(app, '/v1/track', '')).json()).toMatchObject({ code: 'invalid_json' });
+  });
+
+  it('a body that is not valid UTF-8 is a 400 invalid_encoding, not passed on with U+FFFD in place of its bytes', async () => {
+    const { app, events } = await setup();
+    const prefix = new TextEncoder().encode('{"userId":"u","event":"caf');
+    const bad = new Uint8Array([...prefix, 0xe9, ...new TextEncoder().encode('"}')]); // Latin-1 é: not UTF-8
+    for (const path of ['/v1/track', '/v1/batch']) {
+      const res = await post(app, path, path === '/v1/batch' ? new Uint8Array([...new TextEncoder().encode('{"batch":[{"type":"track",'), ...bad.slice(1)]) : bad);
+      expect(res.status, path).toBe(400);
+      expect(await res.json()).toMatchObject({ success: false, code: 'invalid_encoding' });
+    }
+    // A U+FFFD the client really sent (valid UTF-8) is kept.
+    expect((await post(app, '/v1/track', { userId: 'u', event: 'caf\uFFFD' })).status).toBe(200);
+    expect(events().at(-1)!.envelope.event).toBe('caf\uFFFD');
   });
 
   it('track without userId or anonymousId is no_user_anon_id, without event is missing_event', async () => {

@@ -8,6 +8,9 @@ import { buildOpenApi } from './openapi.ts';
 import type { Source, SourceResolver } from './sources.ts';
 import { LIMITS, parseJson, validateBatch, validateMessage, type ValidBatch, type ValidMessage } from './validate.ts';
 
+/** Throws on bytes that are not UTF-8, where the default decoder would put U+FFFD. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * The ingest app: Segment's HTTP Tracking API on Hono. A pure factory: it never listens
  * and imports nothing Node-only, so the same app serves on Node (@hono/node-server) and
@@ -147,11 +150,19 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     };
   };
 
-  /** The body as text; a string longer than `max` has more than `max` bytes. */
+  /**
+   * The body as text, refused when longer than `max` bytes or not valid UTF-8: decoding
+   * with replacement would pass U+FFFD on in place of what the client meant, unnoticed
+   * (every SDK sends UTF-8, as JSON must be).
+   */
   async function readBody(c: Context<Env>, max: number): Promise<string> {
-    const text = await c.req.text();
-    if (text.length > max) throw payloadTooLarge(max);
-    return text;
+    const bytes = await c.req.arrayBuffer();
+    if (bytes.byteLength > max) throw payloadTooLarge(max);
+    try {
+      return strictUtf8.decode(bytes);
+    } catch {
+      throw new InputError('invalid_encoding', 'the request body is not valid UTF-8');
+    }
   }
 
   async function authenticate(c: Context<Env>, bodyKey: unknown): Promise<Source> {
@@ -270,9 +281,9 @@ function decodeBase64Utf8(data: string): string {
     // Accept URL-safe base64 and missing padding: email templates produce both.
     const b64 = data.replace(/-/g, '+').replace(/_/g, '/');
     const binary = atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '='));
-    return new TextDecoder().decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
+    return strictUtf8.decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
   } catch {
-    throw new InputError('invalid_data', 'the pixel data is not valid base64');
+    throw new InputError('invalid_data', 'the pixel data is not valid base64 of UTF-8 text');
   }
 }
 
