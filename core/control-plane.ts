@@ -52,14 +52,17 @@ export const Condition = z.discriminatedUnion('op', [
   z.strictObject({
     field: z.string().min(1),
     op: z.literal('matches'),
-    value: z.string().refine((r) => {
-      try {
-        new RegExp(r);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'not a valid regular expression'),
+    value: z
+      .string()
+      .refine((r) => {
+        try {
+          new RegExp(r);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression')
+      .meta({ format: 'regex' }),
   }),
 ]);
 export type Condition = z.infer<typeof Condition>;

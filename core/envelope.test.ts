@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ClientTimestamp, decodeEnvelope, encodeEnvelope, Envelope, envelopeTimestamp, eventKey, nestsDeeperThan, TIMESTAMP_RANGE, type Envelope as EnvelopeT } from './envelope.ts';
+import { z } from 'zod';
+import { CLIENT_DATETIME, ClientTimestamp, decodeEnvelope, encodeEnvelope, Envelope, envelopeTimestamp, eventKey, nestsDeeperThan, TIMESTAMP_RANGE, type Envelope as EnvelopeT } from './envelope.ts';
 
 const base: EnvelopeT = {
   v: 1,
@@ -80,6 +81,33 @@ describe('envelope', () => {
     for (const v of ['yesterday', '1', '2024-02-30T00:00:00Z', '2024-01-01T00:00:00+0100', TIMESTAMP_RANGE.max + 1, '+010000-01-01T00:00:00Z', true]) {
       expect(ClientTimestamp.safeParse(v).success, String(v)).toBe(false);
     }
+  });
+
+  it.each([
+    ['0000-06-01T00:00:00Z', false],
+    ['0000-12-31T23:30:00-01:00', false],
+    ['0400-02-29T00:00:00Z', true],
+    ['0000-02-29T00:00:00Z', false],
+    ['0001-01-01T00:00:00', true],
+    ['0001-01-01T00:00:00Z', true],
+    ['0001-01-01T00:00:00+00:00', true],
+    ['0001-01-01T00:00:00-05:00', true],
+    ['0001-01-01T00:00:00+01:00', false],
+    ['0001-01-01T12:00:00+01:00', false],
+    ['0001-01-02T00:00:00+01:00', true],
+    ['9999-12-31T23:59:59.999Z', true],
+    ['9999-12-31T12:00:00+05:00', true],
+    ['9999-12-31T00:00:00-00:00', true],
+    ['9999-12-31T00:00:00-01:00', false],
+    ['9999-12-30T23:00:00-01:00', true],
+  ])('client timestamp %s → %s: a year from 0001, and no offset that could leave the range on its first or last day', (iso, ok) => {
+    expect(ClientTimestamp.safeParse(iso).success).toBe(ok);
+  });
+
+  it("the client timestamp's JSON Schema is the rule itself: its pattern, and the epoch range", () => {
+    const schema = z.toJSONSchema(ClientTimestamp, { io: 'input' }) as { anyOf: Array<{ type: string; pattern?: string; minimum?: number; maximum?: number }> };
+    expect(schema.anyOf[0]!.pattern).toBe(CLIENT_DATETIME.source);
+    expect(schema.anyOf[1]).toMatchObject({ type: 'number', minimum: TIMESTAMP_RANGE.min, maximum: TIMESTAMP_RANGE.max });
   });
 
   it('nestsDeeperThan counts objects and arrays, the value itself first', () => {

@@ -68,18 +68,41 @@ const isoDate = z.string().refine((s) => ENVELOPE_DATETIME.test(s) && isoInRange
   message: `an ISO-8601 date-time with Z or an offset, within ${TIMESTAMP_RANGE.text}`,
 });
 
+/** A year of TIMESTAMP_RANGE, four digits, not 0000. */
+const YEAR = '(?:[1-9]\\d{3}|0[1-9]\\d{2}|00[1-9]\\d|000[1-9])';
+/** Leap days: years divisible by 4 but not by 100, or by 400 (0000 left out). */
+const LEAP_DAY = '(?:\\d\\d[2468][048]|\\d\\d[13579][26]|\\d\\d0[48]|(?:0[48]|[2468][048]|[13579][26])00)-02-29';
+const DAY = `(?:${LEAP_DAY}|${YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8])))`;
+const HOUR_MINUTE = '(?:[01]\\d|2[0-3]):[0-5]\\d';
+/** With Z or an offset, seconds are required (as zod's ISO date-time has it); without, they are optional. */
+const TIME = `T(?:${HOUR_MINUTE}:[0-5]\\d(?:\\.\\d+)?(?:Z|[+-]${HOUR_MINUTE})|${HOUR_MINUTE}(?::[0-5]\\d(?:\\.\\d+)?)?)`;
+/**
+ * Only the range's first and last day can leave it, through an offset (an offset moves an
+ * instant by less than a day): 0001-01-01 takes no positive offset but +00:00, 9999-12-31
+ * no negative one but -00:00. Stricter than the instant by a few hours at the ends of the
+ * range, and so one rule that a JSON Schema `pattern` states whole (see ingest/openapi.ts).
+ */
+const EDGE = '(?!0001-01-01T[^+]*\\+(?!00:00$)|9999-12-31T[^-]*-(?!00:00$))';
+
+/**
+ * An ISO-8601 date-time as clients may send it: a four-digit year from 0001, with Z, an
+ * offset or none, every match within TIMESTAMP_RANGE. Exported for the OpenAPI document.
+ */
+export const CLIENT_DATETIME = new RegExp(`^${EDGE}${DAY}${TIME}$`);
+
 /**
  * A timestamp as clients send it (`timestamp`, `originalTimestamp`, `sentAt`): an ISO-8601
  * date-time with a four-digit year, with Z, an offset, or none (read as UTC, not in the
  * server's zone), or epoch milliseconds; within TIMESTAMP_RANGE either way. An empty string
  * counts as absent, as it does for the ids. Anything else (free text, expanded years,
- * `Date.parse` leniencies such as "1" for 2001) is refused rather than guessed at.
+ * `Date.parse` leniencies such as "1" for 2001) is refused rather than guessed at. One
+ * pattern, no refinement: the JSON Schema of the ingest API says exactly what is taken.
  */
 export const ClientTimestamp = z.union([
-  z.iso
-    .datetime({ offset: true, local: true })
-    .refine(isoInRange)
-    .describe(`ISO-8601 date-time; without an offset it is UTC; within ${TIMESTAMP_RANGE.text}`),
+  z
+    .string()
+    .regex(CLIENT_DATETIME)
+    .describe(`ISO-8601 date-time (a four-digit year; seconds required with Z or an offset); without an offset it is UTC; within ${TIMESTAMP_RANGE.text}, so no positive offset on 0001-01-01 and no negative one on 9999-12-31`),
   z.number().min(TIMESTAMP_RANGE.min).max(TIMESTAMP_RANGE.max).describe('epoch milliseconds'),
   z.literal('').describe('absent'),
 ]);

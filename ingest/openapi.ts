@@ -56,6 +56,8 @@ export function buildOpenApi(): Record<string, unknown> {
   };
   const body = (ref: string) => ({
     required: true,
+    // analytics.js posts its JSON as text/plain, which spares the browser a CORS preflight.
+    description: 'JSON; as text/plain too (the same JSON text), as analytics.js sends it',
     content: {
       'application/json': { schema: { $ref: `#/components/schemas/${ref}` } },
       'text/plain': { schema: { $ref: `#/components/schemas/${ref}` } },

@@ -17,6 +17,7 @@ import type { DeployLog } from '../gitops/deploys.ts';
 import { hashWriteKey } from '../ingest/sources.ts';
 import type { ReplayResult } from '../sinks/dead-letters.ts';
 import { DESTINATIONS } from '../sinks/destinations/index.ts';
+import { destinationSettings } from '../sinks/destinations/types.ts';
 import { replayToDestinations } from '../sinks/replay.ts';
 import type { AlertMonitor } from './alerts.ts';
 import { getAnyDeadLetter, listAllDeadLetters, pendingByStage, pendingCounts, replayAllDeadLetters, type DeadLetterFilter } from './dead-letters.ts';
@@ -28,6 +29,7 @@ import {
   CreateSourceBody,
   DestinationUpdateBody,
   DestinationWriteBody,
+  LIST_LIMITS,
   ReplayBody,
   RotateKeyBody,
   RouteUpdateBody,
@@ -160,7 +162,28 @@ function newWriteKey(): string {
   return `wk_${randomBytes(24).toString('base64url')}`;
 }
 
-/** Parses a JSON body (an empty one counts as `{}`) with `schema`; 400 with the issues otherwise. */
+/**
+ * The dotted path of the first string or key in `value` that holds U+0000, or undefined.
+ * Iterative: a body may nest deeper than the stack.
+ */
+function nulPath(value: unknown): string | undefined {
+  const stack: Array<[unknown, string]> = [[value, '']];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [v, path] = next;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return path;
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, child] of Object.entries(v)) {
+        const at = path ? `${path}.${k}` : k;
+        if (k.includes('\u0000')) return at;
+        stack.push([child, at]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Parses a JSON body (an empty one counts as `{}`) with `schema`; 400 with the issues otherwise (a U+0000 anywhere, too). */
 async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
   const text = await c.req.text();
   let raw: unknown = {};
@@ -170,6 +193,11 @@ async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.outpu
     } catch {
       throw new InputError('invalid_json', 'the body is not valid JSON', 400);
     }
+  }
+  const nul = nulPath(raw);
+  if (nul !== undefined) {
+    const message = 'U+0000 cannot be stored: PostgreSQL refuses it in JSON';
+    throw new InputError('invalid_request', `${nul || '(body)'}: ${message}`, 400, { issues: [{ path: nul, message }] });
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
@@ -182,14 +210,23 @@ async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.outpu
   return parsed.data;
 }
 
+/** An integer query parameter; absent is undefined, anything but an integer in range (even empty) a 400. */
 function intQuery(c: Context, name: string, opts: { min?: number; max?: number } = {}): number | undefined {
   const raw = c.req.query(name);
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
+  if (raw === undefined) return undefined;
+  const n = raw.trim() === '' ? NaN : Number(raw);
   if (!Number.isSafeInteger(n) || n < (opts.min ?? 0) || n > (opts.max ?? Number.MAX_SAFE_INTEGER)) {
     throw new InputError('invalid_request', `${name} must be an integer between ${opts.min ?? 0} and ${opts.max ?? Number.MAX_SAFE_INTEGER}`, 400);
   }
   return n;
+}
+
+/** A query flag: `true` or `false`, absent is `false`; anything else (even empty) a 400, not silently `false`. */
+function flagQuery(c: Context, name: string): boolean {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw new InputError('invalid_request', `${name} must be true or false`, 400);
 }
 
 function idParam(c: Context, name = 'id'): number {
@@ -202,7 +239,7 @@ function idParam(c: Context, name = 'id'): number {
 function checkDestination(d: DestinationConfig): void {
   const module = DESTINATIONS.get(d.type);
   if (!module) throw new InputError('invalid_request', `no destination type "${d.type}" (known: ${[...DESTINATIONS.keys()].join(', ')})`, 400);
-  const parsed = module.configSchema.safeParse(d);
+  const parsed = module.configSchema.safeParse(destinationSettings(d));
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({ path: ['destination', ...i.path.map(String)].join('.'), message: i.message }));
     throw new InputError('invalid_request', issues.map((i) => `${i.path}: ${i.message}`).join('; '), 400, { issues });
@@ -367,7 +404,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   app.delete('/api/destinations/:id', async (c) => {
     const id = c.req.param('id');
     const expectedVersion = intQuery(c, 'expectedVersion');
-    const cascade = c.req.query('cascade') === 'true';
+    const cascade = flagQuery(c, 'cascade');
     const snap = await write(`delete destination ${id}${cascade ? ' and its routes' : ''}`, expectedVersion, (doc) => {
       if (!doc.destinations.some((d) => d.id === id)) throw new InputError('not_found', `no destination "${id}"`, 404);
       const routes = doc.routes.filter((r) => r.destination === id);
@@ -390,6 +427,11 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
     const snap = await write(`create route ${route.source} → ${route.destination}`, expectedVersion, (doc) => {
       if (doc.routes.some((r) => r.source === route.source && r.destination === route.destination)) {
         throw new InputError('route_exists', `there is a route from "${route.source}" to "${route.destination}" already: update it`, 409);
+      }
+      // A well-formed route to something not (yet) there conflicts with the current state: 409, as destination_in_use.
+      if (!doc.sources.some((s) => s.id === route.source)) throw new InputError('no_such_source', `there is no source "${route.source}": create it first`, 409);
+      if (!doc.destinations.some((d) => d.id === route.destination)) {
+        throw new InputError('no_such_destination', `there is no destination "${route.destination}": create it first`, 409);
       }
       return { ...doc, routes: [...doc.routes, route] };
     });
@@ -447,13 +489,14 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
     const deadLetters = await listAllDeadLetters(store, {
       stage: stageQuery(c),
       destinationId: c.req.query('destination') || undefined,
-      includeReplayed: c.req.query('includeReplayed') === 'true',
-      limit: intQuery(c, 'limit', { min: 1, max: 1000 }) ?? 100,
+      includeReplayed: flagQuery(c, 'includeReplayed'),
+      limit: intQuery(c, 'limit', { min: 1, max: LIST_LIMITS.deadLetters }) ?? 100,
     });
     return c.json({ deadLetters, pending: await pendingCounts(store), pendingByStage: await pendingByStage(store) });
   });
 
-  app.get('/api/dead-letters/:id', async (c) => {
+  // Numeric ids only, so that /api/dead-letters/replay is not a GET of a letter named "replay" (405, Allow: POST).
+  app.get('/api/dead-letters/:id{[0-9]+}', async (c) => {
     const letter = await getAnyDeadLetter(needStore(), idParam(c));
     if (!letter) throw new InputError('not_found', `no dead letter ${c.req.param('id')}`, 404);
     return c.json(letter);
@@ -467,7 +510,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
     return c.json(result);
   });
 
-  app.post('/api/dead-letters/:id/replay', async (c) => {
+  app.post('/api/dead-letters/:id{[0-9]+}/replay', async (c) => {
     const store = needStore();
     const id = idParam(c);
     const letter = await getAnyDeadLetter(store, id);
@@ -478,13 +521,13 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   // ---- deploys and image policies ---------------------------------------------------------
 
   app.get('/api/deploys', async (c) => {
-    const limit = intQuery(c, 'limit', { min: 1, max: 500 }) ?? 100;
+    const limit = intQuery(c, 'limit', { min: 1, max: LIST_LIMITS.deploys }) ?? 100;
     const policy = c.req.query('policy') || undefined;
     const deploys = deps.deploys ? await deps.deploys.list({ limit, ...(policy ? { policy } : {}) }) : [];
     return c.json({ deploys, available: deps.deploys !== undefined });
   });
 
-  app.get('/api/deploys/:id', async (c) => {
+  app.get('/api/deploys/:id{[0-9]+}', async (c) => {
     const id = idParam(c);
     const deploy = await deps.deploys?.get(id);
     if (!deploy) throw new InputError('not_found', `no deploy ${id}`, 404);
@@ -514,7 +557,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
 
   app.get('/api/debugger/events', (c) => {
     const sourceId = c.req.query('source') || undefined;
-    const limit = intQuery(c, 'limit', { min: 1, max: 200 }) ?? 200;
+    const limit = intQuery(c, 'limit', { min: 1, max: LIST_LIMITS.debuggerEvents }) ?? LIST_LIMITS.debuggerEvents;
     return c.json({ events: deps.events.list({ sourceId, limit }) });
   });
 

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Hono } from 'hono';
 import { Counter, Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Adapters } from '../core/adapters.ts';
@@ -11,6 +12,7 @@ import { loadConfig } from '../core/config.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';
 import { createLogger } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
+import { unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames } from '../core/topics.ts';
 import { redactDestination, restoreRedacted } from './api.ts';
 import { pilotConfigFrom } from './config.ts';
@@ -94,6 +96,56 @@ describe('pilot component (embedded bus, no database)', () => {
     const doc = (await res.json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/sources', '/api/destinations/{id}', '/api/routes/{source}/{destination}', '/api/dead-letters/replay', '/api/debugger/stream']));
+  });
+
+  it('the OpenAPI document states the rules the API applies', async () => {
+    type Op = { parameters?: Array<{ name: string; in: string; schema: Record<string, unknown> }>; requestBody?: { required: boolean; content: Record<string, { schema: Record<string, unknown> }> }; responses: Record<string, unknown> };
+    const doc = (await (await request('/api/openapi.json', {}, null)).json()) as { paths: Record<string, Record<string, Op>> };
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(methods)) {
+        // Whatever takes input can refuse it: a 400 on every such operation of the API.
+        if (path.startsWith('/api/') && (op.requestBody || op.parameters?.some((p) => p.in === 'query'))) expect(Object.keys(op.responses), `${method} ${path}`).toContain('400');
+      }
+    }
+    const params = (path: string, method: string) => Object.fromEntries(doc.paths[path]![method]!.parameters!.map((p) => [p.name, p.schema]));
+    expect(params('/api/deploys', 'get').limit).toEqual({ type: 'integer', minimum: 1, maximum: 500 });
+    expect(params('/api/routes/{source}/{destination}', 'delete').expectedVersion).toEqual({ type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+    expect(doc.paths['/api/sources']!.post!.requestBody!.required).toBe(true);
+    expect(doc.paths['/api/sources/{id}/enable']!.post!.requestBody!.required).toBe(false);
+    const destination = (doc.paths['/api/destinations']!.post!.requestBody!.content['application/json']!.schema as { properties: { destination: { anyOf: Array<{ properties: { type: unknown } }> } } }).properties.destination;
+    expect(destination.anyOf.map((d) => d.properties.type)).toEqual(['webhook', 'amplitude', 'mixpanel', 'ga4', 'slack', 'warehouse'].map((t) => ({ const: t })));
+    const stream = doc.paths['/api/debugger/stream']!.get!.responses['200'] as { content: Record<string, { schema: { anyOf: Array<{ properties: { event: unknown } }> } }> };
+    expect(stream.content['text/event-stream']!.schema.anyOf.map((e) => e.properties.event)).toEqual(['hello', 'event', 'delivered', 'bye'].map((e) => ({ const: e })));
+  });
+
+  it('refuses what the document refuses: query values out of range, flags that are not true or false, U+0000, ids that are not numbers', async () => {
+    for (const path of ['/api/debugger/events?limit=', '/api/debugger/events?limit=0', '/api/deploys?limit=501', '/api/debugger/stream?since=-1']) {
+      const res = await request(path);
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('invalid_request');
+    }
+    expect((await request('/api/destinations/hook?cascade=yes', { method: 'DELETE' })).status).toBe(400);
+    // Checked before the write, which answers 409 here (no database): PostgreSQL refuses U+0000 in JSON.
+    const nul = await request('/api/sources', { method: 'POST', body: JSON.stringify({ id: 'app', name: 'a\u0000b' }) });
+    expect(nul.status).toBe(400);
+    expect(((await nul.json()) as { details: unknown }).details).toEqual({ issues: [{ path: 'name', message: expect.stringMatching(/U\+0000/) }] });
+    // "replay" is no dead letter id: POST is the only method there (405 as `orrery start` serves it).
+    const app = new Hono().route('/', pilot.routes!);
+    app.notFound(unmatchedRoutes(app));
+    const replay = await app.request('/api/dead-letters/replay', { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(replay.status).toBe(405);
+    expect(replay.headers.get('allow')).toBe('POST');
+  });
+
+  it('checks a destination with its own settings: a vendor destination passes (then 409, no database)', async () => {
+    for (const destination of [
+      { id: 'amp', type: 'amplitude', name: 'Amplitude', apiKey: 'amp-key' },
+      { id: 'ga', type: 'ga4', enabled: true, measurementId: 'G-ABC123XYZ9', apiSecret: 's' },
+    ]) {
+      const res = await request('/api/destinations', { method: 'POST', body: JSON.stringify({ destination }) });
+      expect(((await res.json()) as { code: string }).code, destination.type).toBe('read_only_control_plane');
+    }
+    expect((await request('/api/destinations', { method: 'POST', body: JSON.stringify({ destination: { id: 'amp', type: 'amplitude', apiKey: 'k', region: 'mars' } }) })).status).toBe(400);
   });
 
   it('shows sources without their keys and destinations without their secrets', async () => {

@@ -6,6 +6,9 @@ import { DestinationConfig, RouteConfig } from '../core/control-plane.ts';
  * and the OpenAPI document is generated from them, so the two cannot drift.
  */
 
+/** The most a list answers (`limit`): the defaults are 100, 100 and 200. */
+export const LIST_LIMITS = { deadLetters: 1_000, deploys: 500, debuggerEvents: 200 } as const;
+
 /** Same rule as the control plane's ids. */
 const Id = z.string().regex(/^[a-zA-Z0-9._-]{1,100}$/, 'use [a-zA-Z0-9._-], at most 100 characters');
 
@@ -187,6 +190,16 @@ export const DebugEventView = z
     valid: z.boolean(),
     error: z.string().optional(),
   });
+
+export const DebuggerStatusView = z.object({ group: z.string().nullable(), ready: z.boolean(), failure: z.string().optional() });
+
+/** Loose: deliveries kept in a file by an older version may lack a field or hold another. */
+export const DemoDeliveryView = z.looseObject({
+  seq: z.number().int(),
+  at: z.number().describe('ms since epoch'),
+  webhookId: z.string().nullish(),
+  events: z.array(z.unknown()).describe('one event, or several for a batch: true destination'),
+});
 
 export const AlertView = z.object({
   key: z.string(),

@@ -4,6 +4,7 @@ import { OrreryError } from '../core/errors.ts';
 import type { Store } from '../core/store/types.ts';
 import { replayDeadLetters, type ReplayResult } from './dead-letters.ts';
 import { DESTINATIONS } from './destinations/index.ts';
+import { destinationSettings } from './destinations/types.ts';
 
 /**
  * Replays dead letters straight to their destinations, with the destination settings of
@@ -26,7 +27,7 @@ export async function replayToDestinations(
     if (!destination) throw new OrreryError('DESTINATION_GONE', `destination ${destinationId} is no longer configured`);
     const module = DESTINATIONS.get(destination.type);
     if (!module) throw new OrreryError('DESTINATION_TYPE_UNKNOWN', `no sink for type ${destination.type}`);
-    const config = module.configSchema.parse(destination);
+    const config = module.configSchema.parse(destinationSettings(destination));
     t = {
       deliver: (e) => module.deliver([e], config, { fetch: fetchImpl, now: Date.now, signal: AbortSignal.timeout(30_000) }),
     };

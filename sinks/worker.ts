@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.ts';
 import { abortableSleep, backoffDelay, type BackoffPolicy } from '../core/retry.ts';
 import { createBreaker, type Breaker } from './breaker.ts';
 import type { NewDeadLetter } from './dead-letters.ts';
-import { DeliveryError, type DestinationModule } from './destinations/types.ts';
+import { DeliveryError, destinationSettings, type DestinationModule } from './destinations/types.ts';
 
 export interface RetryPolicy {
   /**
@@ -92,7 +92,7 @@ interface Pending {
 export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   const now = opts.now ?? Date.now;
   const log = opts.logger.child({ destination: opts.destination.id, type: opts.module.type });
-  const config = opts.module.configSchema.parse(opts.destination);
+  const config = opts.module.configSchema.parse(destinationSettings(opts.destination));
   const breaker = createBreaker({
     threshold: opts.breaker?.threshold ?? 5,
     cooldownMs: opts.breaker?.cooldownMs ?? 100,

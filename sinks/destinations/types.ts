@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { DestinationConfig } from '../../core/control-plane.ts';
 import type { Envelope } from '../../core/envelope.ts';
 import { OrreryError } from '../../core/errors.ts';
 
@@ -58,4 +59,32 @@ export class DeliveryError extends OrreryError {
     this.retryAfterMs = opts.retryAfterMs;
     this.bodyExcerpt = opts.bodyExcerpt;
   }
+}
+
+/**
+ * A destination's own settings, which its type's `configSchema` checks: the fields beside
+ * id, type, name and enabled (the control plane's). Strict settings schemas (Amplitude,
+ * Mixpanel, GA4, Slack) would refuse those four as unknown keys.
+ *
+ * @example destinationSettings({ id: 'amp', type: 'amplitude', enabled: true, apiKey: 'k' }); // { apiKey: 'k' }
+ */
+export function destinationSettings(d: DestinationConfig): Record<string, unknown> {
+  const { id: _id, type: _type, name: _name, enabled: _enabled, ...settings } = d;
+  return settings;
+}
+
+const PORT = '(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?';
+/** A DNS name whose last label starts with a letter: never read as an IPv4 address. */
+const HOST_NAME = '(?:[A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*';
+
+/**
+ * A JSON Schema `pattern` for a settings URL, for the OpenAPI document: zod's JSON Schema of
+ * `z.url()` says only `format: uri`, which takes "http://" and any scheme. It states a
+ * subset of what the URL parser takes (no whitespace or control characters, a port in
+ * range), so a URL that matches it is never refused as "Invalid URL".
+ *
+ * @example z.url({ protocol: /^https?$/ }).meta({ pattern: urlPattern('https?') })
+ */
+export function urlPattern(scheme: string, host = HOST_NAME): string {
+  return `^${scheme}://(?:[^\\x00-\\x20/?#@\\\\]+@)?${host}${PORT}(?:[/?#][^\\x00-\\x20]*)?$`;
 }

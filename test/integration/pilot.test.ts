@@ -153,7 +153,8 @@ describe('pilot: API over the running platform', () => {
     expect(routed.status).toBe(201);
     const v3 = routed.body.version as number;
     expect((await api('POST', '/api/routes', { route })).body.code).toBe('route_exists');
-    expect((await api('POST', '/api/routes', { route: { source: 'web', destination: 'ghost' } })).body).toMatchObject({ code: 'control_plane_invalid', details: { issues: [{ path: 'routes.2.destination' }] } });
+    expect(await api('POST', '/api/routes', { route: { source: 'web', destination: 'ghost' } })).toMatchObject({ status: 409, body: { code: 'no_such_destination' } });
+    expect(await api('POST', '/api/routes', { route: { source: 'ghost', destination: 'audit' } })).toMatchObject({ status: 409, body: { code: 'no_such_source' } });
     const changed = await api('PUT', '/api/routes/web/audit', { route: { enabled: false, transforms: [{ op: 'drop', field: 'context.ip' }] }, expectedVersion: v3 });
     expect(changed.body.route).toMatchObject({ source: 'web', destination: 'audit', enabled: false });
     expect((await api('DELETE', `/api/routes/web/audit?expectedVersion=${v3}`)).status).toBe(409);

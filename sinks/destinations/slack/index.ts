@@ -28,7 +28,7 @@
 import { z } from 'zod';
 import type { Envelope } from '../../../core/envelope.ts';
 import { send } from '../http.ts';
-import type { DestinationModule } from '../types.ts';
+import { urlPattern, type DestinationModule } from '../types.ts';
 
 const MAX_EVENTS_PER_MESSAGE = 10;
 const MAX_TEXT = 4000;
@@ -41,7 +41,7 @@ const SlackConfig = z.strictObject({
     protocol: /^https$/,
     hostname: /^hooks\.slack\.com$/,
     error: 'expected a Slack incoming webhook URL, https://hooks.slack.com/…',
-  }),
+  }).meta({ pattern: urlPattern('https', 'hooks\\.slack\\.com') }),
   template: z.string().min(1).default(DEFAULT_TEMPLATE),
   /** Track event names to post; absent: every track event. */
   events: z.array(z.string().min(1)).min(1).optional(),

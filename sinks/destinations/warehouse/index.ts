@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { createStager, DEFAULT_STAGE_TABLE, type Stager } from '../../batch/stage.ts';
-import { DeliveryError, type DestinationModule } from '../types.ts';
+import { DeliveryError, urlPattern, type DestinationModule } from '../types.ts';
 
 /**
  * The batch sink: stages events into Postgres (day partitions, COPY, idempotent on
@@ -8,7 +8,7 @@ import { DeliveryError, type DestinationModule } from '../types.ts';
  * The connection usually comes from the environment: `databaseUrl: ${DATABASE_URL}`.
  */
 const Config = z.object({
-  databaseUrl: z.url({ protocol: /^postgres(ql)?$/ }),
+  databaseUrl: z.url({ protocol: /^postgres(ql)?$/ }).meta({ pattern: urlPattern('postgres(?:ql)?', '[A-Za-z0-9.-]+') }),
   schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).optional(),
   table: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default(DEFAULT_STAGE_TABLE),
 });

@@ -3,7 +3,7 @@ import { signStandardWebhook, standardWebhookHeaders } from '../../../core/auth.
 import type { Envelope } from '../../../core/envelope.ts';
 import { guardedPost, privateLiteral } from '../../ssrf.ts';
 import { checkStatus, unreachable } from '../http.ts';
-import type { DestinationModule } from '../types.ts';
+import { urlPattern, type DestinationModule } from '../types.ts';
 
 /**
  * The generic webhook: POSTs each event as JSON (or, with `batch: true`, a JSON array of up
@@ -17,7 +17,10 @@ import type { DestinationModule } from '../types.ts';
  * `allowPrivateNetwork: true`.
  */
 const Config = z.object({
-  url: z.url({ protocol: /^https?$/ }),
+  url: z.url({ protocol: /^https?$/ }).meta({
+    pattern: urlPattern('https?'),
+    description: 'http or https. The pattern shows host names; IP literals are taken too, a private, loopback or link-local one only with allowPrivateNetwork: true',
+  }),
   secret: z
     .string()
     .regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'a Standard Webhooks secret: whsec_ and base64')
