@@ -7,7 +7,7 @@ const ErrorBody = z.object({
   success: z.literal(false),
   code: z
     .string()
-    .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, payload_too_large, invalid_write_key, rate_limited'),
+    .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, invalid_encoding, payload_too_large, invalid_write_key, rate_limited'),
   message: z.string(),
   index: z.number().int().optional().describe('for a batch: the offending message'),
   field: z.string().optional().describe('the offending field, for invalid_field, invalid_timestamp and nesting_too_deep'),
@@ -48,7 +48,7 @@ const capital = (call: Call) => `${call[0]!.toUpperCase()}${call.slice(1)}`;
 export function buildOpenApi(): Record<string, unknown> {
   const schema = (s: z.ZodType) => z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
   const errors = {
-    '400': { description: `Invalid JSON, an invalid message (a bad timestamp, a field nesting deeper than ${MAX_JSON_DEPTH} levels), or a payload over the limits (as Segment)`, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '400': { description: `Invalid JSON or a body that is not UTF-8, an invalid message (a bad timestamp, a field nesting deeper than ${MAX_JSON_DEPTH} levels), or a payload over the limits (as Segment)`, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '401': { description: 'Missing, unknown or disabled write key', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '403': { description: 'Origin not allowed for this source', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '429': { description: 'Over the source rate limit; see Retry-After and X-RateLimit-Reset (seconds)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
