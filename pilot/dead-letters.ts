@@ -22,9 +22,8 @@ export interface DeadLetterFilter {
   limit?: number | undefined;
 }
 
-/** Which stages a filter covers; a destination with the router stage is a contradiction. */
+/** Which stages a filter covers: none for a destination with the router stage (router letters have no destination). */
 function stagesOf(f: DeadLetterFilter): { sink: boolean; router: boolean } {
-  if (f.destinationId !== undefined && f.stage === 'router') throw new InputError('invalid_request', 'router dead letters have no destination: drop destinationId or the router stage', 400);
   return { sink: f.stage !== 'router', router: f.stage !== 'sink' && f.destinationId === undefined };
 }
 
@@ -34,6 +33,7 @@ function stagesOf(f: DeadLetterFilter): { sink: boolean; router: boolean } {
  * @example await listAllDeadLetters(store, { stage: 'router', limit: 50 });
  */
 export async function listAllDeadLetters(store: Store, f: DeadLetterFilter & { includeReplayed?: boolean }): Promise<AnyDeadLetter[]> {
+  // A filter that matches nothing lists nothing: query parameters cannot say they exclude each other.
   const stages = stagesOf(f);
   const limit = f.limit ?? 100;
   const opts = { includeReplayed: f.includeReplayed ?? false, limit };
@@ -62,6 +62,8 @@ export async function replayAllDeadLetters(
     republish: (key: string | null, value: Buffer) => Promise<void>;
   },
 ): Promise<ReplayResult> {
+  // An action on a contradiction is refused rather than done on nothing (the document says so: the body's `not`).
+  if (f.destinationId !== undefined && f.stage === 'router') throw new InputError('invalid_request', 'router dead letters have no destination: drop destinationId or the router stage', 400);
   const stages = stagesOf(f);
   const limit = f.limit ?? 1000;
   const ids = f.ids ? { ids: f.ids } : {};

@@ -59,8 +59,9 @@ const JSON_REF = { $ref: '#/components/schemas/Json' };
 /**
  * A request body's JSON Schema with the rule api.ts applies to every body: no U+0000 in any
  * string or key. Strings without a pattern, enum or const get NO_NUL (the patterns there
- * exclude it already), objects that take any key get it as `propertyNames`, and any JSON
- * value (`{}`) becomes the Json component, which holds to the same.
+ * exclude it already), objects that take any key get it as `propertyNames` (and Json as the
+ * values of unknown keys), and any JSON value (`{}`) becomes the Json component, which holds
+ * to the same.
  */
 function noNul(s: unknown): unknown {
   if (Array.isArray(s)) return s.map(noNul);
@@ -72,7 +73,11 @@ function noNul(s: unknown): unknown {
   const keywords = Object.keys(o).filter((k) => k !== 'description' && k !== 'default' && k !== 'title');
   if (keywords.length === 0) return { ...o, ...JSON_REF };
   if (o.type === 'string' && o.pattern === undefined && o.enum === undefined && o.const === undefined) o.pattern = NO_NUL;
-  if (o.type === 'object' && o.additionalProperties !== false) o.propertyNames = { ...(o.propertyNames as object | undefined), pattern: NO_NUL };
+  if (o.type === 'object' && o.additionalProperties !== false) {
+    o.propertyNames = { ...(o.propertyNames as object | undefined), pattern: NO_NUL };
+    // Unknown keys hold any JSON value, held to the same rule.
+    o.additionalProperties ??= JSON_REF;
+  }
   return o;
 }
 
@@ -176,7 +181,7 @@ export function buildOpenApi(): Record<string, unknown> {
     },
     '/api/routes/{source}/{destination}': {
       put: { summary: "Replace a route's filter, transforms and enabled", tag: 'routes', body: RouteUpdateBody, ok: z.object({ version: z.number(), route: RouteConfig }), params: [id('source'), id('destination')], errors: [400, 404, 409] },
-      delete: { summary: 'Delete a route', tag: 'routes', ok: z.object({ version: z.number() }), params: [id('source'), id('destination'), expected], errors: [404, 409] },
+      delete: { summary: 'Delete a route', tag: 'routes', ok: z.object({ version: z.number(), deleted: z.object({ source: z.string(), destination: z.string() }) }), params: [id('source'), id('destination'), expected], errors: [404, 409] },
     },
     '/api/dead-letters': {
       get: {
@@ -189,7 +194,7 @@ export function buildOpenApi(): Record<string, unknown> {
         }),
         params: [
           q('stage', 'router or sink (absent or empty: both)', { type: 'string', enum: ['', 'router', 'sink'] }),
-          q('destination', 'one destination (sink letters only)'),
+          q('destination', 'one destination (sink letters only: with stage=router, the list is empty)'),
           q('includeReplayed', 'replayed ones too', flag),
           limit(LIST_LIMITS.deadLetters),
         ],

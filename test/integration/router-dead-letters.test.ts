@@ -119,6 +119,8 @@ describe('router dead letters: visible in Pilot, alerting, replayable', () => {
     expect(listed.body.deadLetters.map((l: Json) => l.id)).toEqual(expect.arrayContaining([ghost.id, bin.id]));
     expect((await api('GET', '/api/dead-letters?stage=nope')).body.code).toBe('invalid_request');
     expect((await api('POST', '/api/dead-letters/replay', { stage: 'router', destinationId: 'hook' })).status).toBe(400);
+    // Listing: query parameters cannot say they exclude each other, so the contradiction lists nothing.
+    expect(await api('GET', '/api/dead-letters?stage=router&destination=hook')).toMatchObject({ status: 200, body: { deadLetters: [] } });
 
     // The dead-letter growth alert counts the router's letters.
     const firing = await waitFor(() => alerts.accepted().find((b) => b.status === 'firing' && (b.alert as Json).key === 'dead-letters-growing:router'), {
