@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { serviceCtl, serviceEnv, uniqueName, waitFor } from './index.ts';
-import { startOrrery, type OrreryProcess } from './process.ts';
+import { realServicesEnv, startOrrery, type OrreryProcess } from './process.ts';
 import { startReceiver } from './receiver.ts';
 
 /**
@@ -238,19 +238,10 @@ export async function startPipeline(opts: {
   const dir = await mkdtemp(join(tmpdir(), 'orrery-fault-'));
   await writeFile(join(dir, 'orrery.yaml'), pipelineConfig(opts.receiverUrl, opts.extraDestinations, opts.extraRoutes));
   const env: Record<string, string> = {
-    ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-    KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-    KAFKA_TOPIC_PREFIX: uniqueName('flt'),
+    ...realServicesEnv(dir, 'flt'),
     KAFKA_TOPIC_PARTITIONS: '4',
-    DATABASE_URL: serviceEnv('DATABASE_URL'),
-    DATABASE_SCHEMA: uniqueName('flt').toLowerCase(),
-    REDIS_URL: serviceEnv('REDIS_URL'),
-    ROUTER_GROUP: uniqueName('router'),
-    SINKS_GROUP_PREFIX: uniqueName('sink'),
     SINKS_BACKOFF_INITIAL_MS: '200',
     SINKS_BACKOFF_MAX_MS: '5000',
-    INGEST_SPOOL_DIR: join(dir, 'spool'),
-    ORRERY_DATA_DIR: join(dir, 'data'),
     ...opts.env,
   };
   const procs = {} as Record<Component, OrreryProcess>;

@@ -1,8 +1,5 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createPgStore } from '../../core/store/pg.ts';
-import { serviceEnv, uniqueName } from './index.ts';
+import { realServicesEnv, webToHookConfig } from './process.ts';
 
 export const WEBHOOK_WRITE_KEY = 'sink-test-key';
 
@@ -12,27 +9,8 @@ export const WEBHOOK_WRITE_KEY = 'sink-test-key';
  * at `receiverUrl` (allowPrivateNetwork). Topics, groups and schema are unique to the call.
  */
 export async function webhookPlatform(receiverUrl: string, extraEnv: Record<string, string> = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'orrery-sinks-'));
-  await writeFile(
-    join(dir, 'orrery.yaml'),
-    `sources: [{ id: web, writeKeys: [${WEBHOOK_WRITE_KEY}] }]
-destinations: [{ id: hook, type: webhook, url: "${receiverUrl}", allowPrivateNetwork: true }]
-routes: [{ source: web, destination: hook }]
-`,
-  );
-  const env: Record<string, string> = {
-    ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-    KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-    KAFKA_TOPIC_PREFIX: uniqueName('sk'),
-    KAFKA_TOPIC_PARTITIONS: '3',
-    DATABASE_URL: serviceEnv('DATABASE_URL'),
-    DATABASE_SCHEMA: uniqueName('sk').toLowerCase(),
-    REDIS_URL: serviceEnv('REDIS_URL'),
-    ROUTER_GROUP: uniqueName('router'),
-    SINKS_GROUP_PREFIX: uniqueName('sink'),
-    INGEST_SPOOL_DIR: join(dir, 'spool'),
-    ...extraEnv,
-  };
+  const dir = await webToHookConfig('sinks', WEBHOOK_WRITE_KEY, receiverUrl);
+  const env: Record<string, string> = { ...realServicesEnv(dir, 'sk'), KAFKA_TOPIC_PARTITIONS: '3', ...extraEnv };
   return { env, dir };
 }
 
