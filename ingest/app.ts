@@ -203,7 +203,6 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
         batchIntegrations: batch?.batch.integrations,
         batchSentAt: batch?.sentAt,
         newId,
-        index: batch ? i : undefined,
       });
       // One serialisation per event; its length also enforces the per-event limit. The
       // envelope adds a few hundred bytes to what the client sent, hence the slack.

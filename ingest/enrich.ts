@@ -12,8 +12,6 @@ export interface EnrichContext {
   batchIntegrations?: Record<string, unknown> | null | undefined;
   batchSentAt?: number | undefined;
   newId: () => string;
-  /** The item's index in a batch, for the error when its timestamp cannot be corrected. */
-  index?: number | undefined;
 }
 
 /**
