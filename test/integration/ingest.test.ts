@@ -4,16 +4,10 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { brotliCompressSync, constants as zlibConstants, createBrotliCompress, createGzip, deflateSync, gzipSync } from 'node:zlib';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafkaBus } from '../../core/bus/kafka.ts';
-import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
-import { decodeEnvelope, type Envelope } from '../../core/envelope.ts';
-import { topicNames } from '../../core/topics.ts';
-import { serviceCtl, serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
+import { serviceCtl, uniqueName, waitFor } from '../helpers/index.ts';
+import { startIngestOnKafka, type IngestOnKafka } from '../helpers/ingest.ts';
+import type { OrreryProcess } from '../helpers/process.ts';
 
 type AxiosLike = { status: number; config: { headers: Record<string, unknown> } };
 
@@ -37,45 +31,20 @@ async function bomb(total: number, compressor: () => NodeJS.ReadWriteStream): Pr
 describe('ingest against real Kafka', () => {
   const writeKey = `wk_${uniqueName('it')}`;
   // A topic prefix of its own: this file's raw topic holds only its events.
-  const topics = topicNames(uniqueName('it'));
+  let ingest: IngestOnKafka;
   let orrery: OrreryProcess;
-  let bus: Bus;
-  let sub: Subscription;
-  const raw: IncomingMessage[] = [];
-  const byRun = (run: string) =>
-    raw
-      .map((m) => ({ key: m.key, partition: m.partition, env: decodeEnvelope(m.value) }))
-      .filter((m): m is { key: string | null; partition: number; env: { ok: true; envelope: Envelope } } => m.env.ok && m.env.envelope.properties?.run === run)
-      .map((m) => ({ key: m.key, partition: m.partition, ...m.env.envelope }));
+  const byRun = (run: string) => ingest.envelopes().filter((e) => e.properties?.run === run);
 
   beforeAll(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-ingest-'));
-    const config = join(dir, 'orrery.yaml');
-    await writeFile(config, `sources:\n  - id: it-web\n    writeKeys: [${writeKey}]\n    allowedOrigins: ['*']\n`);
-    orrery = await startOrrery(['start', 'ingest'], {
-      ORRERY_CONFIG: config,
-      INGEST_SPOOL_DIR: join(dir, 'spool'),
+    ingest = await startIngestOnKafka('it-ingest', `sources:\n  - id: it-web\n    writeKeys: [${writeKey}]\n    allowedOrigins: ['*']\n`, {
       INGEST_PRODUCE_TIMEOUT_MS: '1000',
-      KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-      KAFKA_TOPIC_PREFIX: topics.raw.split('.')[0]!,
-      REDIS_URL: serviceEnv('REDIS_URL'),
     });
-    bus = createKafkaBus({ brokers: serviceEnv('KAFKA_BROKERS').split(','), clientId: 'it-ingest', logger: testLogger() });
-    sub = await bus.consume({
-      group: uniqueName('it-ingest'),
-      topics: [topics.raw],
-      fromBeginning: false,
-      handle: async (b) => {
-        raw.push(...b.messages);
-      },
-    });
-    await sub.ready;
+    orrery = ingest.orrery;
   });
 
   afterAll(async () => {
     await serviceCtl('up', 'kafka');
-    await orrery?.stop();
-    await bus?.close();
+    await ingest?.stop();
   });
 
   it('logs which adapters are in use at start', () => {
@@ -168,7 +137,7 @@ describe('ingest against real Kafka', () => {
     expect(requests.every((r) => r.type?.startsWith('application/x-www-form-urlencoded'))).toBe(true);
 
     // identify, group and alias carry the run in traits or ids only: match by user.
-    const ours = () => raw.map((m) => decodeEnvelope(m.value)).flatMap((d) => (d.ok ? [d.envelope] : [])).filter((e) => String(e.userId ?? e.anonymousId ?? '').startsWith(run));
+    const ours = () => ingest.envelopes().filter((e) => String(e.userId ?? e.anonymousId ?? '').startsWith(run));
     await waitFor(() => ours().length >= sent, { what: 'every RudderStack SDK call on the raw topic' });
     await new Promise((r) => setTimeout(r, 300));
     const events = ours();
