@@ -21,8 +21,9 @@
  *   `integrations: {}`, `messageId` (the builder's, or a random UUID) and `timestamp`
  *   (ISO-8601 UTC with milliseconds, set when the message is built); no item has `sentAt`.
  * - Batching: 250 messages or 10 s, whichever first, or flush(); up to ~500 KB a batch and
- *   32 KB a message. Retries: 3 (exponential backoff from 500 ms) on 5xx, 429 and I/O
- *   errors; any other non-2xx fails the batch's callbacks at once.
+ *   32 KB a message. Retries: up to 3 after the first try, on 5xx, 429 and I/O errors, with
+ *   a jittered backoff from 15 s (capped at 1 h; no Retry-After support); any other non-2xx
+ *   fails the batch's callbacks at once, never retried.
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
