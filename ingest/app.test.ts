@@ -205,6 +205,26 @@ describe('ingest: batch', () => {
 });
 
 describe('ingest: limits and bad input', () => {
+  it('inflates a compressed body as a plain fetch handler (web streams only), whatever its content type says', async () => {
+    const { app, events } = await setup();
+    const gz = async (text: string, format: 'gzip' | 'deflate') => new Uint8Array(await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream(format))).arrayBuffer());
+    const batch = (id: string) => JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'Zipped', messageId: id }] });
+    for (const [id, format, type] of [['g1', 'gzip', 'application/x-www-form-urlencoded'], ['d1', 'deflate', 'text/plain'], ['g2', 'gzip', '']] as const) {
+      const res = await post(app, '/v1/batch', await gz(batch(id), format), { 'content-encoding': format, 'content-type': type });
+      expect([id, res.status]).toEqual([id, 200]);
+    }
+    expect(events().map((e) => e.envelope.messageId)).toEqual(['g1', 'd1', 'g2']);
+    const bad = await post(app, '/v1/batch', new Uint8Array([0x1f, 0x8b, 1, 2, 3]), { 'content-encoding': 'gzip' });
+    expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([400, 'invalid_compression']);
+    const odd = await post(app, '/v1/batch', batch('x'), { 'content-encoding': 'compress' });
+    expect([odd.status, ((await odd.json()) as { code: string }).code]).toEqual([415, 'unsupported_encoding']);
+    // The limit holds for the inflated bytes: 40 kB of spaces gzip to well under 32 kB.
+    const big = await gz(`{"userId":"u1","event":"E"${' '.repeat(40 * 1024)}}`, 'gzip');
+    expect(big.byteLength).toBeLessThan(1024);
+    const over = await post(app, '/v1/track', big, { 'content-encoding': 'gzip' });
+    expect([over.status, ((await over.json()) as { code: string }).code]).toEqual([400, 'payload_too_large']);
+  });
+
   it('invalid JSON is a 400 invalid_json', async () => {
     const { app } = await setup();
     const res = await post(app, '/v1/track', '{"userId": ');
