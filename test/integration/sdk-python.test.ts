@@ -110,9 +110,9 @@ describe('Python tracking SDKs against ingest (unmodified SDKs from PyPI, real K
   }, 660_000);
 
   afterAll(async () => {
+    await orrery?.stop();
     await recorded?.sub.stop();
     await bus?.close();
-    await orrery?.stop();
   });
 
   /** Runs the driver; its exit code, its summary, and stderr for the failure message. */
