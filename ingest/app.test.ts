@@ -205,6 +205,13 @@ describe('ingest: batch', () => {
 });
 
 describe('ingest: limits and bad input', () => {
+  it('takes a path with a trailing slash as the path (Segment\'s Java library posts to /v1/import/)', async () => {
+    const { app, events } = await setup();
+    expect((await post(app, '/v1/import/', { batch: [{ type: 'track', userId: 'u1', event: 'E', messageId: 's1' }] })).status).toBe(200);
+    expect((await post(app, '/v1/track/', { userId: 'u1', event: 'E', messageId: 's2' })).status).toBe(200);
+    expect(events().map((e) => e.envelope.messageId)).toEqual(['s1', 's2']);
+  });
+
   it('inflates a compressed body as a plain fetch handler (web streams only), whatever its content type says', async () => {
     const { app, events } = await setup();
     const gz = async (text: string, format: 'gzip' | 'deflate') => new Uint8Array(await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream(format))).arrayBuffer());

@@ -81,7 +81,8 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
   const metrics = deps.metrics ?? NOOP_METRICS;
   const now = deps.now ?? Date.now;
   const newId = deps.newId ?? (() => crypto.randomUUID());
-  const app = new Hono<Env>();
+  // Not strict: a trailing slash names the same path (Segment's Java library posts to `/v1/import/`).
+  const app = new Hono<Env>({ strict: false });
 
   app.onError(function ingestError(err, c) {
     return errorResponse(c, err);
