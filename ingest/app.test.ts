@@ -204,6 +204,32 @@ describe('ingest: batch', () => {
   });
 });
 
+describe('ingest: SDK-specific shapes', () => {
+  it('passes RudderStack\'s channel and rudderId, Segment\'s _metadata and the mobile context through unchanged, and drops a writeKey from the body', async () => {
+    const { app, events } = await setup();
+    const mobile = {
+      app: { name: 'Demo', version: '2.3.0', build: '230', namespace: 'dev.orrery.demo' },
+      device: { id: 'd-1', manufacturer: 'Google', model: 'Pixel 8', name: 'shiba', type: 'android', adTrackingEnabled: false },
+      os: { name: 'Android', version: '14' },
+      network: { wifi: true, bluetooth: false, cellular: false, carrier: 'T-Mobile' },
+      screen: { density: 2.625, height: 2205, width: 1080 },
+      library: { name: 'com.rudderstack.android.sdk.core', version: '1.20.0' },
+      traits: { anonymousId: 'a-1' },
+    };
+    const metadata = { bundled: ['Segment.io'], unbundled: ['Mixpanel'], bundledIds: [] };
+    const body = {
+      writeKey: KEY,
+      batch: [{ type: 'track', event: 'E', anonymousId: 'a-1', messageId: 'r1', channel: 'mobile', rudderId: 'rid-1', context: mobile, _metadata: metadata }],
+    };
+    expect((await post(app, '/v1/batch', body, { authorization: '' })).status).toBe(200);
+    const [e] = events();
+    expect(e!.envelope).toMatchObject({ channel: 'mobile', rudderId: 'rid-1', _metadata: metadata });
+    expect(e!.envelope.context).toEqual({ ...mobile, ip: '203.0.113.7' });
+    // The write key authenticates the call; it never travels on with the event.
+    expect(JSON.stringify(e!.envelope)).not.toContain(KEY);
+  });
+});
+
 describe('ingest: limits and bad input', () => {
   it('takes a path with a trailing slash as the path (Segment\'s Java library posts to /v1/import/)', async () => {
     const { app, events } = await setup();
