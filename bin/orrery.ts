@@ -150,7 +150,8 @@ write key and a curl line on stderr (again at later starts, while the demo key w
       }
 
       let draining = false;
-      const app = new Hono();
+      // Not strict: `/v1/import/` is `/v1/import` (Segment's Java library appends the slash itself).
+      const app = new Hono({ strict: false });
       // The components answer their own errors; what reaches here (the ops routes) is counted too.
       app.onError(defaultOnError(createErrorBoundary({ surface: 'ops', logger, registry })));
       app.route(

@@ -134,6 +134,15 @@ export const ConfigSchema = z.strictObject({
       maxAgeMs: z.coerce.number().int().min(1).default(3 * 60 * 60 * 1000),
       backoffInitialMs: z.coerce.number().int().min(1).default(500),
       /**
+       * An event still failing this long after its first attempt moves to the park (a table
+       * in the store) with its user's later events, and retries from there in order, so the
+       * other users of its partition flow on. While the breaker is open only its trials
+       * fail, so a destination that is down for everyone parks about one user per trial.
+       */
+      parkAfterMs: z.coerce.number().int().min(1).default(30_000),
+      /** Past this many parked events per destination, a failing user waits in place instead. */
+      parkMaxEvents: z.coerce.number().int().min(1).default(10_000),
+      /**
        * Cap on one event's wait between attempts while its destination's breaker is closed
        * (a failure of its own). An outage opens the breaker, which probes within
        * `breakerCooldownMaxMs` and wakes every waiting event when it closes; this cap bounds
@@ -208,6 +217,8 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'SINKS_MAX_ATTEMPTS', path: ['sinks', 'maxAttempts'] },
   { env: 'SINKS_MAX_AGE_MS', path: ['sinks', 'maxAgeMs'] },
   { env: 'SINKS_BACKOFF_INITIAL_MS', path: ['sinks', 'backoffInitialMs'] },
+  { env: 'SINKS_PARK_AFTER_MS', path: ['sinks', 'parkAfterMs'] },
+  { env: 'SINKS_PARK_MAX_EVENTS', path: ['sinks', 'parkMaxEvents'] },
   { env: 'SINKS_BACKOFF_MAX_MS', path: ['sinks', 'backoffMaxMs'] },
   { env: 'SINKS_GROUP_PREFIX', path: ['sinks', 'groupPrefix'] },
   { env: 'SINKS_CONCURRENCY', path: ['sinks', 'concurrency'] },

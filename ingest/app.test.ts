@@ -204,7 +204,60 @@ describe('ingest: batch', () => {
   });
 });
 
+describe('ingest: SDK-specific shapes', () => {
+  it('passes RudderStack\'s channel and rudderId, Segment\'s _metadata and the mobile context through unchanged, and drops a writeKey from the body', async () => {
+    const { app, events } = await setup();
+    const mobile = {
+      app: { name: 'Demo', version: '2.3.0', build: '230', namespace: 'dev.orrery.demo' },
+      device: { id: 'd-1', manufacturer: 'Google', model: 'Pixel 8', name: 'shiba', type: 'android', adTrackingEnabled: false },
+      os: { name: 'Android', version: '14' },
+      network: { wifi: true, bluetooth: false, cellular: false, carrier: 'T-Mobile' },
+      screen: { density: 2.625, height: 2205, width: 1080 },
+      library: { name: 'com.rudderstack.android.sdk.core', version: '1.20.0' },
+      traits: { anonymousId: 'a-1' },
+    };
+    const metadata = { bundled: ['Segment.io'], unbundled: ['Mixpanel'], bundledIds: [] };
+    const body = {
+      writeKey: KEY,
+      batch: [{ type: 'track', event: 'E', anonymousId: 'a-1', messageId: 'r1', channel: 'mobile', rudderId: 'rid-1', context: mobile, _metadata: metadata }],
+    };
+    expect((await post(app, '/v1/batch', body, { authorization: '' })).status).toBe(200);
+    const [e] = events();
+    expect(e!.envelope).toMatchObject({ channel: 'mobile', rudderId: 'rid-1', _metadata: metadata });
+    expect(e!.envelope.context).toEqual({ ...mobile, ip: '203.0.113.7' });
+    // The write key authenticates the call; it never travels on with the event.
+    expect(JSON.stringify(e!.envelope)).not.toContain(KEY);
+  });
+});
+
 describe('ingest: limits and bad input', () => {
+  it('takes a path with a trailing slash as the path (Segment\'s Java library posts to /v1/import/)', async () => {
+    const { app, events } = await setup();
+    expect((await post(app, '/v1/import/', { batch: [{ type: 'track', userId: 'u1', event: 'E', messageId: 's1' }] })).status).toBe(200);
+    expect((await post(app, '/v1/track/', { userId: 'u1', event: 'E', messageId: 's2' })).status).toBe(200);
+    expect(events().map((e) => e.envelope.messageId)).toEqual(['s1', 's2']);
+  });
+
+  it('inflates a compressed body as a plain fetch handler (web streams only), whatever its content type says', async () => {
+    const { app, events } = await setup();
+    const gz = async (text: string, format: 'gzip' | 'deflate') => new Uint8Array(await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream(format))).arrayBuffer());
+    const batch = (id: string) => JSON.stringify({ batch: [{ type: 'track', userId: 'u1', event: 'Zipped', messageId: id }] });
+    for (const [id, format, type] of [['g1', 'gzip', 'application/x-www-form-urlencoded'], ['d1', 'deflate', 'text/plain'], ['g2', 'gzip', '']] as const) {
+      const res = await post(app, '/v1/batch', await gz(batch(id), format), { 'content-encoding': format, 'content-type': type });
+      expect([id, res.status]).toEqual([id, 200]);
+    }
+    expect(events().map((e) => e.envelope.messageId)).toEqual(['g1', 'd1', 'g2']);
+    const bad = await post(app, '/v1/batch', new Uint8Array([0x1f, 0x8b, 1, 2, 3]), { 'content-encoding': 'gzip' });
+    expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([400, 'invalid_compression']);
+    const odd = await post(app, '/v1/batch', batch('x'), { 'content-encoding': 'compress' });
+    expect([odd.status, ((await odd.json()) as { code: string }).code]).toEqual([415, 'unsupported_encoding']);
+    // The limit holds for the inflated bytes: 40 kB of spaces gzip to well under 32 kB.
+    const big = await gz(`{"userId":"u1","event":"E"${' '.repeat(40 * 1024)}}`, 'gzip');
+    expect(big.byteLength).toBeLessThan(1024);
+    const over = await post(app, '/v1/track', big, { 'content-encoding': 'gzip' });
+    expect([over.status, ((await over.json()) as { code: string }).code]).toEqual([400, 'payload_too_large']);
+  });
+
   it('invalid JSON is a 400 invalid_json', async () => {
     const { app } = await setup();
     const res = await post(app, '/v1/track', '{"userId": ');

@@ -4,6 +4,7 @@ import type { TakeResult, TokenBucket } from '../core/cache/types.ts';
 import { encodeEnvelope, type CallType } from '../core/envelope.ts';
 import { InputError, OrreryError } from '../core/errors.ts';
 import { enrich } from './enrich.ts';
+import { contentCoding, inflate } from './inflate.ts';
 import { buildOpenApi } from './openapi.ts';
 import type { Source, SourceResolver } from './sources.ts';
 import { LIMITS, parseJson, validateBatch, validateMessage, type ValidBatch, type ValidMessage } from './validate.ts';
@@ -80,7 +81,8 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
   const metrics = deps.metrics ?? NOOP_METRICS;
   const now = deps.now ?? Date.now;
   const newId = deps.newId ?? (() => crypto.randomUUID());
-  const app = new Hono<Env>();
+  // Not strict: a trailing slash names the same path (Segment's Java library posts to `/v1/import/`).
+  const app = new Hono<Env>({ strict: false });
 
   app.onError(function ingestError(err, c) {
     return errorResponse(c, err);
@@ -151,12 +153,18 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
   };
 
   /**
-   * The body as text, refused when longer than `max` bytes or not valid UTF-8: decoding
+   * The body as text, inflated first when it has a Content-Encoding (ingest/inflate.ts:
+   * the limit applies to the inflated bytes too), refused when longer than `max` bytes or
+   * not valid UTF-8: decoding
    * with replacement would pass U+FFFD on in place of what the client meant, unnoticed
    * (every SDK sends UTF-8, as JSON must be).
    */
   async function readBody(c: Context<Env>, max: number): Promise<string> {
-    const bytes = await c.req.arrayBuffer();
+    const coding = contentCoding(c.req.header('content-encoding'));
+    // The compressed body is read in full first (it is held to `max` too): refusing a bomb
+    // with its body half read would reset the connection under a client still sending.
+    const raw = await c.req.arrayBuffer();
+    const bytes = coding ? await inflate(new Response(raw).body, coding, max) : raw;
     if (bytes.byteLength > max) throw payloadTooLarge(max);
     try {
       return strictUtf8.decode(bytes);

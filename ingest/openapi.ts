@@ -7,7 +7,7 @@ const ErrorBody = z.object({
   success: z.literal(false),
   code: z
     .string()
-    .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, invalid_encoding, payload_too_large, invalid_write_key, rate_limited'),
+    .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, invalid_encoding, invalid_compression, unsupported_encoding, payload_too_large, invalid_write_key, rate_limited'),
   message: z.string(),
   index: z.number().int().optional().describe('for a batch: the offending message'),
   field: z.string().optional().describe('the offending field, for invalid_field, invalid_timestamp and nesting_too_deep'),

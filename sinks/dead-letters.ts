@@ -1,7 +1,7 @@
 import type { Envelope } from '../core/envelope.ts';
 import { migrate } from '../core/store/migrate.ts';
 import { replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
-import type { Store } from '../core/store/types.ts';
+import type { Queryable, Store } from '../core/store/types.ts';
 
 /**
  * Dead letters in Postgres: events a destination would not take within the retry policy,
@@ -69,13 +69,19 @@ export async function ensureDeadLetterTable(store: Store): Promise<void> {
 export async function recordDeadLetters(store: Store, letters: NewDeadLetter[]): Promise<void> {
   if (letters.length === 0) return;
   await ensureDeadLetterTable(store);
+  await insertDeadLetters(store, letters);
+}
+
+/** The insert under recordDeadLetters, for a caller's transaction (the table must exist). */
+export async function insertDeadLetters(q: Queryable, letters: NewDeadLetter[]): Promise<void> {
+  if (letters.length === 0) return;
   const values: unknown[] = [];
   const rows = letters.map((l, i) => {
     values.push(l.destinationId, l.event.messageId, JSON.stringify(l.event), l.attempts, l.lastError.slice(0, 2000), l.httpStatus ?? null, l.responseExcerpt ?? null, new Date(l.firstAttemptAt));
     const b = i * 8;
     return `($${b + 1}, $${b + 2}, $${b + 3}::jsonb, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`;
   });
-  await store.query(
+  await q.query(
     `insert into sink_dead_letters (destination_id, message_id, event, attempts, last_error, http_status, response_excerpt, first_attempt_at) values ${rows.join(', ')}`,
     values,
   );

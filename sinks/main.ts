@@ -1,8 +1,9 @@
-import { Counter, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Component, ComponentContext } from '../core/component.ts';
 import type { ControlPlaneSnapshot, DestinationConfig } from '../core/control-plane.ts';
 import { recordDeadLetters, type NewDeadLetter } from './dead-letters.ts';
 import { DESTINATIONS } from './destinations/index.ts';
+import { createPark } from './park.ts';
 import { createSinkWorker, type SinkMetrics, type SinkWorker } from './worker.ts';
 
 /**
@@ -16,7 +17,8 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
   const { config, adapters, controlPlane, topics } = ctx;
   const log = ctx.logger.child({ component: 'sinks' });
   const bus = adapters.bus;
-  const metrics = createSinkMetrics(ctx);
+  const workers = new Map<string, { worker: SinkWorker; fingerprint: string }>();
+  const metrics = createSinkMetrics(ctx, workers);
   const store = adapters.store;
   const deadLetter = store
     ? (letters: NewDeadLetter[]) => recordDeadLetters(store, letters)
@@ -37,9 +39,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
           })),
         );
       };
-  if (!store) log.warn('no database: dead letters go to the DLQ topic, and cannot be replayed with orrery dlq');
-
-  const workers = new Map<string, { worker: SinkWorker; fingerprint: string }>();
+  if (!store) log.warn('no database: dead letters go to the DLQ topic, and cannot be replayed with orrery dlq; a user whose event keeps failing holds back its partition');
 
   async function reconcile(snapshot: ControlPlaneSnapshot): Promise<void> {
     const wanted = new Map<string, DestinationConfig>();
@@ -73,9 +73,12 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
           cache: adapters.cache,
           dedupTtlMs: config.sinks.dedupWindowMs,
           deadLetter,
+          park: store && createPark(store, id),
           policy: {
             maxAttempts: config.sinks.maxAttempts,
             maxAgeMs: config.sinks.maxAgeMs,
+            parkAfterMs: config.sinks.parkAfterMs,
+            parkMaxEvents: config.sinks.parkMaxEvents,
             backoff: { initialMs: config.sinks.backoffInitialMs, factor: 2, maxMs: config.sinks.backoffMaxMs, jitter: 0.2 },
           },
           concurrency: config.sinks.concurrency,
@@ -121,12 +124,26 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
   };
 }
 
-function createSinkMetrics(ctx: ComponentContext): SinkMetrics {
+function createSinkMetrics(ctx: ComponentContext, workers: ReadonlyMap<string, { worker: SinkWorker }>): SinkMetrics {
   const registers = [ctx.registry];
   const delivered = new Counter({ name: 'orrery_sink_events_delivered_total', help: 'Events a destination accepted', labelNames: ['destination'], registers });
   const failed = new Counter({ name: 'orrery_sink_delivery_failures_total', help: 'Failed delivery attempts', labelNames: ['destination', 'retriable'], registers });
   const retried = new Counter({ name: 'orrery_sink_retries_total', help: 'Retries scheduled', labelNames: ['destination'], registers });
   const dead = new Counter({ name: 'orrery_sink_events_dead_lettered_total', help: 'Events given up on', labelNames: ['destination'], registers });
+  const parked = new Counter({ name: 'orrery_sink_events_parked_total', help: 'Events moved to the park (a failing user and its later events)', labelNames: ['destination'], registers });
+  new Gauge({
+    name: 'orrery_sink_parked_events',
+    help: 'Events waiting in the park, per destination',
+    labelNames: ['destination'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const [id, w] of workers) {
+        const size = await w.worker.parked().catch(() => undefined);
+        if (size) this.set({ destination: id }, size.events);
+      }
+    },
+  });
   const latency = new Histogram({
     name: 'orrery_sink_delivery_latency_seconds',
     help: 'From receivedAt at ingest to accepted by the destination',
@@ -143,5 +160,6 @@ function createSinkMetrics(ctx: ComponentContext): SinkMetrics {
     failed: (d, r) => failed.inc({ destination: d, retriable: String(r) }),
     retried: (d) => retried.inc({ destination: d }),
     deadLettered: (d, n) => dead.inc({ destination: d }, n),
+    parked: (d, n) => parked.inc({ destination: d }, n),
   };
 }

@@ -8,6 +8,7 @@ import { abortableSleep, backoffDelay, type BackoffPolicy } from '../core/retry.
 import { createBreaker, type Breaker } from './breaker.ts';
 import type { NewDeadLetter } from './dead-letters.ts';
 import { DeliveryError, destinationSettings, type DestinationModule } from './destinations/types.ts';
+import type { Park } from './park.ts';
 
 export interface RetryPolicy {
   /**
@@ -19,6 +20,13 @@ export interface RetryPolicy {
   maxAttempts?: number | undefined;
   /** Between the attempts of one event while the breaker is closed. */
   backoff: BackoffPolicy;
+  /**
+   * With a park: an event still failing this long after its first attempt moves to the
+   * park, with its user's later events, so the rest of its partition flows on. Default 30 s.
+   */
+  parkAfterMs?: number | undefined;
+  /** With a park: past this many parked events, a failing user waits in place instead. Default 10,000. */
+  parkMaxEvents?: number | undefined;
 }
 
 export interface SinkMetrics {
@@ -26,6 +34,7 @@ export interface SinkMetrics {
   failed(destinationId: string, retriable: boolean): void;
   retried(destinationId: string): void;
   deadLettered(destinationId: string, n: number): void;
+  parked?(destinationId: string, n: number): void;
 }
 
 export interface SinkWorkerOptions {
@@ -38,6 +47,11 @@ export interface SinkWorkerOptions {
   cache: Cache;
   dedupTtlMs: number;
   deadLetter: (letters: NewDeadLetter[]) => Promise<void>;
+  /**
+   * Where a user whose event keeps failing waits while the others flow (sinks/park.ts);
+   * none (no database): that user's partition waits with it, up to `maxAgeMs`.
+   */
+  park?: Park | undefined;
   policy: RetryPolicy;
   /** Users delivered at once, across every partition batch in hand. */
   concurrency: number;
@@ -56,6 +70,8 @@ export interface SinkWorker {
   /** Sends events now, through the same module and config: the dead-letter replay uses it. */
   deliverNow(events: Envelope[]): Promise<void>;
   breaker(): Breaker;
+  /** Parked users and events (0 and 0 without a park). */
+  parked(): Promise<{ users: number; events: number }>;
   stop(): Promise<void>;
 }
 
@@ -84,8 +100,14 @@ interface Pending {
  * succeeds closes the breaker and wakes every waiting lane, also those in a backoff. So
  * recovery is noticed within the breaker's cap however long the outage, and waiting on
  * the breaker is never an attempt.
- * The batch's offsets are committed when every event is delivered or dead-lettered, so a
- * crash re-reads the batch: delivered messageIds are remembered, and are not sent again.
+ * The batch's offsets are committed when every event is delivered, dead-lettered or
+ * parked, so a crash re-reads the batch: delivered messageIds are remembered, and are not
+ * sent again.
+ *
+ * With a park (sinks/park.ts), an event still failing `parkAfterMs` after its first try
+ * moves there with the rest of its lane, so one user the destination keeps refusing does
+ * not hold back its partition; later events of a parked user join it there, and a drainer
+ * retries the park in order and unparks the user when it is empty.
  *
  * @example const worker = createSinkWorker({ bus, topic, group, destination, module, cache, deadLetter, policy, … });
  */
@@ -211,42 +233,169 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   /** Lane slots, shared by every partition batch in hand. */
   const slots = semaphore(Math.max(1, opts.concurrency));
 
-  /** One user's events, in order, each retried until delivered or dead. */
-  async function lane(items: Pending[]): Promise<NewDeadLetter[]> {
-    const dead: NewDeadLetter[] = [];
-    for (const item of items) {
-      for (;;) {
-        if (stopping.signal.aborted) throw new Error('worker stopping: the batch will be read again');
-        item.firstAttemptAt ??= now();
-        item.attempts++;
-        try {
-          await attempt([item.event]);
-          markDelivered([item.event]);
-          break;
-        } catch (err) {
-          const e = err as DeliveryError;
-          item.lastError = e;
-          const retriable = isRetriable(e);
-          opts.metrics?.failed(destId, retriable);
-          const tooOld = now() - item.firstAttemptAt >= opts.policy.maxAgeMs;
-          const tooMany = opts.policy.maxAttempts !== undefined && item.attempts >= opts.policy.maxAttempts;
-          if (!retriable || tooOld || tooMany) {
-            log.warn({ err: e, messageId: item.event.messageId, attempts: item.attempts, ageMs: now() - item.firstAttemptAt }, 'event dead-lettered');
-            dead.push(letterOf(item));
-            break;
-          }
-          opts.metrics?.retried(destId);
-          log.debug({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'delivery failed: retrying');
-          // An open breaker schedules the next try for every lane at once (attempt() waits
-          // on it); a closed one leaves it to this event's own backoff, cut short if the
-          // breaker opens and closes again meanwhile.
-          if (breaker.state() === 'closed') {
-            await wait(Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0), recovery.signal);
-          }
+  const park = opts.park;
+  const parkAfterMs = opts.policy.parkAfterMs ?? 30_000;
+  const parkMaxEvents = opts.policy.parkMaxEvents ?? 10_000;
+
+  /**
+   * Tries one event until it is delivered or given up on, or until `hooks.park` takes it
+   * (asked after each retriable failure once the event is `parkAfterMs` old), or until
+   * `hooks.keepOn` says to stop (a drainer whose lease lapsed).
+   */
+  async function untilDone(
+    item: Pending,
+    hooks: { park?: (() => Promise<boolean>) | undefined; failed?: () => Promise<void>; keepOn?: () => boolean } = {},
+  ): Promise<'delivered' | 'dead' | 'parked' | 'abandoned'> {
+    for (;;) {
+      if (stopping.signal.aborted) throw new Error('worker stopping: the batch will be read again');
+      if (hooks.keepOn && !hooks.keepOn()) return 'abandoned';
+      item.firstAttemptAt ??= now();
+      item.attempts++;
+      try {
+        await attempt([item.event]);
+        markDelivered([item.event]);
+        return 'delivered';
+      } catch (err) {
+        const e = err as DeliveryError;
+        item.lastError = e;
+        const retriable = isRetriable(e);
+        opts.metrics?.failed(destId, retriable);
+        const tooOld = now() - item.firstAttemptAt >= opts.policy.maxAgeMs;
+        const tooMany = opts.policy.maxAttempts !== undefined && item.attempts >= opts.policy.maxAttempts;
+        if (!retriable || tooOld || tooMany) {
+          log.warn({ err: e, messageId: item.event.messageId, attempts: item.attempts, ageMs: now() - item.firstAttemptAt }, 'event dead-lettered');
+          return 'dead';
+        }
+        opts.metrics?.retried(destId);
+        await hooks.failed?.();
+        if (hooks.park && now() - item.firstAttemptAt >= parkAfterMs && (await hooks.park())) return 'parked';
+        log.debug({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'delivery failed: retrying');
+        // An open breaker schedules the next try for every lane at once (attempt() waits
+        // on it); a closed one leaves it to this event's own backoff, cut short if the
+        // breaker opens and closes again meanwhile.
+        if (breaker.state() === 'closed') {
+          await wait(Math.max(backoffDelay(item.attempts, opts.policy.backoff), e.retryAfterMs ?? 0), recovery.signal);
         }
       }
     }
+  }
+
+  /** One user's events, in order, each retried until delivered or dead, or all parked. */
+  async function lane(user: string, items: Pending[]): Promise<NewDeadLetter[]> {
+    const dead: NewDeadLetter[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      const outcome = await untilDone(item, { park: park && (() => parkRest(park, user, items.slice(i))) });
+      if (outcome === 'dead') dead.push(letterOf(item));
+      if (outcome === 'parked') break;
+    }
     return dead;
+  }
+
+  let parkFull = false;
+
+  /**
+   * Moves a failing user's events, the failing one first, to the park: durable there
+   * before the batch's offsets move on. False (the lane keeps retrying in place) when the
+   * park is full or unreachable.
+   */
+  async function parkRest(p: Park, user: string, rest: Pending[]): Promise<boolean> {
+    try {
+      const { events } = await p.size();
+      if (events + rest.length > parkMaxEvents) {
+        if (!parkFull) log.warn({ parked: events, max: parkMaxEvents }, 'park full: failing users wait in place, holding their partitions');
+        parkFull = true;
+        return false;
+      }
+      parkFull = false;
+      await p.park(
+        user,
+        rest.map((r) => ({ event: r.event, attempts: r.attempts, firstAttemptAt: r.firstAttemptAt, lastError: r.lastError?.message })),
+      );
+    } catch (err) {
+      log.warn({ err }, 'could not park a failing user: it waits in place');
+      return false;
+    }
+    opts.metrics?.parked?.(destId, rest.length);
+    log.info({ messageId: rest[0]!.event.messageId, attempts: rest[0]!.attempts, events: rest.length }, 'user parked: its events retry from the park, the others flow on');
+    pokeDrainer();
+    return true;
+  }
+
+  // The drainer: parked users, each retried in order from the park by one process at a
+  // time (its lease), a few at once. They take no lane slot, so a parked user never
+  // holds back the partitions' lanes.
+  const drainConcurrency = Math.max(1, Math.ceil(opts.concurrency / 4));
+  const draining = new Map<string, Promise<void>>();
+  const claimedAt = new Map<string, number>();
+  let drainTick = new AbortController();
+  const pokeDrainer = () => drainTick.abort();
+  let drainLoopDone: Promise<void> | undefined;
+
+  async function drainLoop(p: Park): Promise<void> {
+    while (!stopping.signal.aborted) {
+      try {
+        const users = await p.claim(drainConcurrency);
+        const at = now();
+        for (const u of users) {
+          claimedAt.set(u, at);
+          if (!draining.has(u)) {
+            draining.set(
+              u,
+              drainUser(p, u).finally(() => {
+                draining.delete(u);
+                claimedAt.delete(u);
+              }),
+            );
+          }
+        }
+      } catch (err) {
+        log.warn({ err }, 'park unreachable: parked users wait');
+      }
+      drainTick = new AbortController();
+      await abortableSleep(1_000, AbortSignal.any([drainTick.signal, stopping.signal]));
+    }
+    await Promise.allSettled(draining.values());
+  }
+
+  async function drainUser(p: Park, user: string): Promise<void> {
+    // Renewed every tick; past half the lease unrenewed, another process may take it over.
+    const leaseHeld = () => now() - (claimedAt.get(user) ?? -Infinity) < p.leaseMs / 2;
+    try {
+      for (;;) {
+        if (stopping.signal.aborted || !leaseHeld()) return;
+        const head = await p.head(user, 100);
+        if (head.length === 0) {
+          if (await p.unparkIfEmpty(user)) {
+            log.info('parked user drained: its events go in line again');
+            return;
+          }
+          continue;
+        }
+        const seen = await opts.cache.hasMany(head.map((h) => dedupKey(h.event))).catch(() => head.map(() => false));
+        for (const [i, h] of head.entries()) {
+          if (seen[i]) {
+            await p.remove(h.id);
+            continue;
+          }
+          const item: Pending = { event: h.event, attempts: h.attempts, firstAttemptAt: h.firstAttemptAt, ...(h.lastError ? { lastError: new Error(h.lastError) } : {}) };
+          const outcome = await untilDone(item, {
+            keepOn: leaseHeld,
+            failed: () => p.failed(h.id, item.attempts, item.firstAttemptAt ?? now(), item.lastError?.message ?? 'unknown error').catch(() => {}),
+          });
+          if (outcome === 'abandoned') return;
+          if (outcome === 'delivered') {
+            await marksWritten();
+            await p.remove(h.id);
+          } else {
+            await p.deadLetter(h.id, letterOf(item));
+            opts.metrics?.deadLettered(destId, 1);
+          }
+        }
+      }
+    } catch (err) {
+      if (!stopping.signal.aborted) log.warn({ err }, 'draining a parked user failed: it is tried again');
+    }
   }
 
   function letterOf(item: Pending): NewDeadLetter {
@@ -285,8 +434,27 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
     } catch (err) {
       log.warn({ err }, 'dedup store unreachable: delivering without dedup');
     }
+    // A parked user's events join it at the back of the park. If the park cannot say who
+    // is parked, the batch fails and is read again: sending a parked user's event now
+    // would pass its earlier ones.
+    if (park && fresh.length > 0) {
+      const byUser = new Map<string, Envelope[]>();
+      for (const e of fresh) {
+        const l = byUser.get(userOf(e));
+        if (l) l.push(e);
+        else byUser.set(userOf(e), [e]);
+      }
+      const parked = await park.parkedAmong([...byUser.keys()]);
+      if (parked.size > 0) {
+        const appended = await park.appendIfParked(new Map([...parked].map((u) => [u, byUser.get(u)!])));
+        if (appended.size > 0) {
+          fresh = fresh.filter((e) => !appended.has(userOf(e)));
+          opts.metrics?.parked?.(destId, [...appended].reduce((n, u) => n + byUser.get(u)!.length, 0));
+          pokeDrainer();
+        }
+      }
+    }
 
-    const userOf = (e: Envelope) => `${e.sourceId}:${e.userId ?? e.anonymousId ?? ''}`;
     const lanes = new Map<string, Pending[]>();
     const toLane = (e: Envelope) => {
       let l = lanes.get(userOf(e));
@@ -332,7 +500,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         [...lanes.values()].map(async (l) => {
           await slots.acquire();
           try {
-            dead.push(...(await lane(l)));
+            dead.push(...(await lane(userOf(l[0]!.event), l)));
           } finally {
             slots.release();
           }
@@ -358,6 +526,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         onError: (err) => log.warn({ err }, 'a batch failed: it will be read again'),
       });
       log.info({ topic: opts.topic, group: opts.group }, 'sink worker consuming');
+      if (park) drainLoopDone = drainLoop(park);
     },
     async deliverNow(events) {
       await attempt(events);
@@ -365,14 +534,22 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       await marksWritten();
     },
     breaker: () => breaker,
+    parked: async () => (park ? park.size() : { users: 0, events: 0 }),
     async stop() {
       // Waits in backoff end now; the batch in flight fails and is read again after restart.
       stopping.abort();
       recovery.abort();
       setTimeout(() => hardStop.abort(), 10_000).unref();
       await subscription?.stop();
+      await drainLoopDone;
+      await park?.release().catch((err: unknown) => log.warn({ err }, 'could not give up the park leases: another process takes them over when they lapse'));
     },
   };
+}
+
+/** Whose events must stay in order: a user of a source. */
+function userOf(e: Envelope): string {
+  return `${e.sourceId}:${e.userId ?? e.anonymousId ?? ''}`;
 }
 
 /**

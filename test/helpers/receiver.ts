@@ -9,10 +9,10 @@ export interface Receipt {
 
 /**
  * A local HTTP destination for tests: records every request with the status it answered.
- * `respond` decides the status per call (default 200); `delayMs` slows each answer; `port`
+ * `respond` decides the status per call (default 200), from the call's number and body; `delayMs` slows each answer; `port`
  * listens where a destination already points (a receiver coming back after an outage).
  */
-export async function startReceiver(opts: { respond?: (call: number) => number; delayMs?: number; port?: number } = {}) {
+export async function startReceiver(opts: { respond?: (call: number, body: unknown) => number; delayMs?: number; port?: number } = {}) {
   const receipts: Receipt[] = [];
   let calls = 0;
   const state = { respond: opts.respond ?? (() => 200), delayMs: opts.delayMs ?? 0 };
@@ -20,14 +20,14 @@ export async function startReceiver(opts: { respond?: (call: number) => number; 
     let text = '';
     req.on('data', (c) => (text += c));
     req.on('end', () => {
-      const status = state.respond(++calls);
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // kept as text
+      }
+      const status = state.respond(++calls, body);
       const answer = () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // kept as text
-        }
         receipts.push({ status, body, headers: req.headers });
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(status < 300 ? '{"ok":true}' : '{"error":"unavailable"}');

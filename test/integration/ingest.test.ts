@@ -1,14 +1,27 @@
 import { Analytics } from '@segment/analytics-node';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import RudderAnalytics from '@rudderstack/rudder-sdk-node';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { brotliCompressSync, constants as zlibConstants, createBrotliCompress, createGzip, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafkaBus } from '../../core/bus/kafka.ts';
-import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
-import { decodeEnvelope, type Envelope } from '../../core/envelope.ts';
-import { topicNames } from '../../core/topics.ts';
-import { serviceCtl, serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
+import { serviceCtl, uniqueName, waitFor } from '../helpers/index.ts';
+import { startIngestOnKafka, type IngestOnKafka } from '../helpers/ingest.ts';
+import type { OrreryProcess } from '../helpers/process.ts';
+
+type AxiosLike = { status: number; config: { headers: Record<string, unknown> } };
+
+/** `total` bytes of zeros through `compressor`: a compression bomb. */
+async function bomb(total: number, compressor: () => NodeJS.ReadWriteStream): Promise<Buffer> {
+  const chunk = Buffer.alloc(1 << 20);
+  let left = total;
+  const zeros = Readable.from(
+    (function* () {
+      for (; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left);
+    })(),
+  );
+  return buffer(zeros.pipe(compressor()));
+}
 
 /**
  * Ingest as a user runs it (`orrery start ingest`), against real Kafka, with real SDK
@@ -18,45 +31,20 @@ import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 describe('ingest against real Kafka', () => {
   const writeKey = `wk_${uniqueName('it')}`;
   // A topic prefix of its own: this file's raw topic holds only its events.
-  const topics = topicNames(uniqueName('it'));
+  let ingest: IngestOnKafka;
   let orrery: OrreryProcess;
-  let bus: Bus;
-  let sub: Subscription;
-  const raw: IncomingMessage[] = [];
-  const byRun = (run: string) =>
-    raw
-      .map((m) => ({ key: m.key, partition: m.partition, env: decodeEnvelope(m.value) }))
-      .filter((m): m is { key: string | null; partition: number; env: { ok: true; envelope: Envelope } } => m.env.ok && m.env.envelope.properties?.run === run)
-      .map((m) => ({ key: m.key, partition: m.partition, ...m.env.envelope }));
+  const byRun = (run: string) => ingest.envelopes().filter((e) => e.properties?.run === run);
 
   beforeAll(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-ingest-'));
-    const config = join(dir, 'orrery.yaml');
-    await writeFile(config, `sources:\n  - id: it-web\n    writeKeys: [${writeKey}]\n    allowedOrigins: ['*']\n`);
-    orrery = await startOrrery(['start', 'ingest'], {
-      ORRERY_CONFIG: config,
-      INGEST_SPOOL_DIR: join(dir, 'spool'),
+    ingest = await startIngestOnKafka('it-ingest', `sources:\n  - id: it-web\n    writeKeys: [${writeKey}]\n    allowedOrigins: ['*']\n`, {
       INGEST_PRODUCE_TIMEOUT_MS: '1000',
-      KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-      KAFKA_TOPIC_PREFIX: topics.raw.split('.')[0]!,
-      REDIS_URL: serviceEnv('REDIS_URL'),
     });
-    bus = createKafkaBus({ brokers: serviceEnv('KAFKA_BROKERS').split(','), clientId: 'it-ingest', logger: testLogger() });
-    sub = await bus.consume({
-      group: uniqueName('it-ingest'),
-      topics: [topics.raw],
-      fromBeginning: false,
-      handle: async (b) => {
-        raw.push(...b.messages);
-      },
-    });
-    await sub.ready;
+    orrery = ingest.orrery;
   });
 
   afterAll(async () => {
     await serviceCtl('up', 'kafka');
-    await orrery?.stop();
-    await bus?.close();
+    await ingest?.stop();
   });
 
   it('logs which adapters are in use at start', () => {
@@ -102,6 +90,113 @@ describe('ingest against real Kafka', () => {
     // One user's events share a partition.
     const partitions = new Set(events.filter((e) => e.userId === `${run}-u1`).map((e) => e.partition));
     expect(partitions.size).toBe(1);
+  });
+
+  it('events from @rudderstack/rudder-sdk-node, with its defaults (gzip, a form content type), arrive once each with their fields', async () => {
+    // What it sends (3.1.1, cjs/index.js): POST <dataPlaneUrl>/v1/batch through axios, the
+    // JSON gzipped with Content-Encoding: gzip (gzip defaults to true) and, since axios sees
+    // a Buffer, Content-Type application/x-www-form-urlencoded; Basic auth with the write
+    // key; {batch, timestamp, sentAt}, each message with channel "server", rudderId-free
+    // context.library { name: 'analytics-node', version }.
+    const run = uniqueName('rudder');
+    const requests: Array<{ status: number; encoding: string | undefined; type: string | undefined }> = [];
+    const errors: unknown[] = [];
+    const client = new RudderAnalytics(writeKey, {
+      dataPlaneUrl: orrery.url,
+      flushAt: 4,
+      flushInterval: 50,
+      retryCount: 0,
+      errorHandler: (err: unknown) => errors.push(err),
+    });
+    const axios = (client as unknown as { axiosInstance: { interceptors: { response: { use(ok: (r: AxiosLike) => AxiosLike, bad: (e: { response?: AxiosLike }) => Promise<never>): void } } } }).axiosInstance;
+    const seen = (r: AxiosLike) => requests.push({ status: r.status, encoding: r.config.headers['Content-Encoding'] as string | undefined, type: r.config.headers['Content-Type'] as string | undefined });
+    axios.interceptors.response.use(
+      (r) => (seen(r), r),
+      (e) => (e.response && seen(e.response), Promise.reject(e)),
+    );
+    // Each call's callback reports its batch's outcome: all must come back without error.
+    const outcomes: Array<Promise<unknown>> = [];
+    const cb = () => {
+      let done!: (err?: unknown) => void;
+      outcomes.push(new Promise((resolve) => (done = resolve)));
+      return (err?: unknown) => done(err);
+    };
+    client.identify({ userId: `${run}-u1`, traits: { plan: 'pro', run }, context: { app: { name: 'it' } } }, cb());
+    client.track({ userId: `${run}-u1`, event: 'Order Completed', properties: { run, revenue: 9.5 } }, cb());
+    client.page({ anonymousId: `${run}-a1`, name: 'Home', properties: { run } }, cb());
+    client.screen({ userId: `${run}-u1`, name: 'Cart', properties: { run } }, cb());
+    client.group({ userId: `${run}-u1`, groupId: 'acme', traits: { run } }, cb());
+    client.alias({ userId: `${run}-u1`, previousId: `${run}-a1` }, cb());
+    client.track({ anonymousId: `${run}-a1`, event: 'Clicked', properties: { run } }, cb());
+    const sent = outcomes.length;
+    await client.flush();
+    expect(await Promise.all(outcomes)).toEqual(Array.from({ length: sent }, () => undefined));
+    expect(errors).toEqual([]);
+    expect(requests.length).toBeGreaterThan(0);
+    expect(requests.every((r) => r.status === 200 && r.encoding === 'gzip')).toBe(true);
+    expect(requests.every((r) => r.type?.startsWith('application/x-www-form-urlencoded'))).toBe(true);
+
+    // identify, group and alias carry the run in traits or ids only: match by user.
+    const ours = () => ingest.envelopes().filter((e) => String(e.userId ?? e.anonymousId ?? '').startsWith(run));
+    await waitFor(() => ours().length >= sent, { what: 'every RudderStack SDK call on the raw topic' });
+    await new Promise((r) => setTimeout(r, 300));
+    const events = ours();
+    expect(events.map((e) => e.type).sort()).toEqual(['alias', 'group', 'identify', 'page', 'screen', 'track', 'track']);
+    expect(new Set(events.map((e) => e.messageId)).size).toBe(sent);
+    expect(events).toHaveLength(sent);
+    for (const e of events) {
+      expect(e).toMatchObject({ sourceId: 'it-web', channel: 'server' });
+      expect(e.context?.library).toMatchObject({ name: 'analytics-node' });
+      expect(Date.parse(e.receivedAt)).toBeGreaterThan(Date.now() - 60_000);
+      expect(Math.abs(Date.parse(e.timestamp!) - Date.now())).toBeLessThan(60_000);
+    }
+    expect(events.find((e) => e.type === 'identify')?.context?.app).toEqual({ name: 'it' });
+    expect(events.find((e) => e.type === 'track' && e.event === 'Order Completed')?.properties).toEqual({ run, revenue: 9.5 });
+  });
+
+  it('compressed bodies are inflated under the same limits, and a bomb is refused at the limit with bounded memory: 1 GiB of brotli, 490 MiB of gzip (the most that fits the 500 KB limit)', async () => {
+    const auth = { authorization: `Basic ${btoa(`${writeKey}:`)}` };
+    const run = uniqueName('coded');
+    const batch = (n: number) => JSON.stringify({ batch: [{ type: 'track', event: 'Coded', userId: `${run}-u`, messageId: `${run}-${n}`, properties: { run } }] });
+    const codings: Array<[string, (b: Buffer) => Buffer]> = [
+      ['gzip', (b) => gzipSync(b)],
+      ['x-gzip', (b) => gzipSync(b)],
+      ['deflate', (b) => deflateSync(b)],
+      ['br', (b) => brotliCompressSync(b)],
+      ['GZIP', (b) => gzipSync(b)],
+      ['identity', (b) => b],
+    ];
+    for (const [i, [coding, encode]] of codings.entries()) {
+      const res = await fetch(`${orrery.url}/v1/batch`, { method: 'POST', headers: { ...auth, 'content-encoding': coding }, body: encode(Buffer.from(batch(i))) });
+      expect([coding, res.status]).toEqual([coding, 200]);
+    }
+    await waitFor(() => byRun(run).length === codings.length, { what: 'one event per coding' });
+
+    const refused = async (headers: Record<string, string>, body: Buffer) => {
+      const res = await fetch(`${orrery.url}/v1/batch`, { method: 'POST', headers: { ...auth, ...headers }, body });
+      return [res.status, ((await res.json()) as { code: string }).code];
+    };
+    expect(await refused({ 'content-encoding': 'gzip' }, Buffer.from('not gzip at all'))).toEqual([400, 'invalid_compression']);
+    expect(await refused({ 'content-encoding': 'gzip' }, gzipSync(Buffer.from(batch(99))).subarray(0, 20))).toEqual([400, 'invalid_compression']);
+    expect(await refused({ 'content-encoding': 'zstd' }, Buffer.from(batch(98)))).toEqual([415, 'unsupported_encoding']);
+    // Inflating past 500 KB is over the batch limit, however small the compressed body.
+    expect(await refused({ 'content-encoding': 'gzip' }, gzipSync(Buffer.alloc(600 * 1024, 0x20)))).toEqual([400, 'payload_too_large']);
+
+    const peak = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${orrery.child.pid}/status`, 'utf8'))![1]) / 1024;
+    const brBomb = await bomb(1 << 30, () => createBrotliCompress({ params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } }));
+    const gzBomb = await bomb(490 << 20, () => createGzip({ level: 9 }));
+    expect(brBomb.length).toBeLessThan(64 * 1024);
+    expect(gzBomb.length).toBeLessThan(500 * 1024);
+    const before = peak();
+    for (let i = 0; i < 3; i++) {
+      expect(await refused({ 'content-encoding': 'br' }, brBomb)).toEqual([400, 'payload_too_large']);
+      expect(await refused({ 'content-encoding': 'gzip' }, gzBomb)).toEqual([400, 'payload_too_large']);
+    }
+    const after = peak();
+    console.info(`compression bombs: 1 GiB in ${brBomb.length} B of brotli and 490 MiB in ${gzBomb.length} B of gzip, 3 each: peak RSS ${before.toFixed(1)} → ${after.toFixed(1)} MiB`);
+    // Inflating either in full would add 490 MiB or more; refused at the limit, a few MiB.
+    expect(after - before).toBeLessThan(48);
+    expect((await fetch(`${orrery.url}/healthz`)).status).toBe(200);
   });
 
   it('a browser-style text/plain batch with the key in the body is accepted', async () => {

@@ -117,6 +117,56 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     expect(transitions.at(-1)?.msg).toBe('circuit closed: the destination answered');
   });
 
+  it('a user whose events the destination keeps refusing is parked: the other users of its partition flow on, and its events arrive in order after a kill -9', async () => {
+    const tag = uniqueName('p');
+    const stuck = `${tag}-stuck`;
+    const state = { healed: false };
+    // 500 for the stuck user's events until healed: its failure is its own, everyone else's are taken.
+    const receiver = await startReceiver({ respond: (_call, body) => ((body as { userId?: string }).userId === stuck && !state.healed ? 500 : 200) });
+    closers.push(receiver.close);
+    const { env } = await platform(receiver.url, { SINKS_PARK_AFTER_MS: '1000' });
+    let orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    const others = 20;
+    let n = 0;
+    const round = () => [
+      ...Array.from({ length: 3 }, () => ({ type: 'track', event: 'Tick', userId: stuck, messageId: `${tag}-${n}`, properties: { n: n++ } })),
+      ...Array.from({ length: others * 2 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % others}`, messageId: `${tag}-${n}`, properties: { n: n++ } })),
+    ];
+    await sendBatch(orrery.url, round());
+    await waitFor(() => orrery.logs.some((l) => l.msg === 'user parked: its events retry from the park, the others flow on'), { timeoutMs: 60_000, what: 'the stuck user parked' });
+
+    // Sent after the park: without it, the stuck user's partition (a third of the other
+    // users, at 3 partitions) would read no further until its event gave up (3 h).
+    await sendBatch(orrery.url, round());
+    const othersAccepted = () => new Set(receiver.accepted().filter((b) => b.userId !== stuck).map((b) => b.messageId)).size;
+    await waitFor(() => othersAccepted() === others * 4, { timeoutMs: 60_000, what: 'every other user\'s events delivered while one user is refused' });
+    expectPerUserOrder(receiver.accepted().filter((b) => b.userId !== stuck), tag, others, 4);
+    expect(receiver.accepted().filter((b) => b.userId === stuck)).toHaveLength(0);
+    await waitFor(async () => (await counter(orrery, 'orrery_sink_parked_events', { destination: 'hook' })) === 6, { what: 'all six of the stuck user\'s events in the park' });
+
+    // The park is durable: a kill -9 and a restart keep it, and its events come out in order once taken.
+    await orrery.kill();
+    await orrery.stop();
+    orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    state.healed = true;
+    await waitFor(() => receiver.accepted().filter((b) => b.userId === stuck).length >= 6, { timeoutMs: 60_000, what: 'the stuck user\'s events delivered once taken' });
+    await waitFor(() => orrery.logs.some((l) => l.msg === 'parked user drained: its events go in line again'), { what: 'the user unparked' });
+    const stuckSeq = receiver.accepted().filter((b) => b.userId === stuck).map((b) => (b.properties as { n: number }).n);
+    expect(stuckSeq).toEqual([...stuckSeq].sort((a, b) => a - b));
+    expect(stuckSeq).toHaveLength(6);
+    expect(await deadLetterCount(env)).toBe(0);
+    expect(await counter(orrery, 'orrery_sink_parked_events', { destination: 'hook' })).toBe(0);
+
+    // Unparked, the user's next events go in line again.
+    await sendBatch(orrery.url, round());
+    await waitFor(() => receiver.accepted().filter((b) => b.userId === stuck).length === 9, { timeoutMs: 60_000, what: 'the unparked user\'s next events' });
+    expectPerUserOrder(receiver.accepted(), tag, others, 6);
+    const ids = receiver.accepted().map((b) => b.messageId);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it('a destination down past the maximum age: events are dead-lettered, then replayed once', async () => {
     const receiver = await startReceiver({ respond: () => 503 });
     closers.push(receiver.close);

@@ -25,10 +25,11 @@ describe('fault: destination down under load', () => {
 
     const report = await settle(load, receiver, { timeoutMs: 180_000 });
     const deadLettered = await pipeline.metric('sinks', 'orrery_sink_events_dead_lettered_total');
+    const parked = await pipeline.metric('sinks', 'orrery_sink_events_parked_total');
     const refused = receiver.receipts.filter((r) => r.status === 503).length;
     // The destination refused whole calls: nothing it answered 503 counts as delivered, so
     // a repeat here is a sink's re-send of an accepted batch; none expected.
-    expectGuarantees(`destination down ${downMs / 1000}s at ${rate}/s`, report, { maxDuplicates: 0, why: 'a refused call delivers nothing' }, `${refused} calls refused, ${deadLettered} dead-lettered`);
+    expectGuarantees(`destination down ${downMs / 1000}s at ${rate}/s`, report, { maxDuplicates: 0, why: 'a refused call delivers nothing' }, `${refused} calls refused, ${deadLettered} dead-lettered, ${parked} went through the park`);
     expect(deadLettered, 'events dead-lettered during an outage shorter than sinks.maxAgeMs').toBe(0);
   }, downMs + 360_000);
 });
