@@ -119,6 +119,9 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
           'Access-Control-Allow-Methods': 'POST, GET, OPTIONS',
           'Access-Control-Allow-Headers': c.req.header('access-control-request-headers') ?? 'Content-Type, Authorization',
           'Access-Control-Max-Age': '86400',
+          // navigator.sendBeacon always sends credentials: without this, Chromium refuses
+          // the preflight of a beacon with a JSON Blob and never sends it.
+          ...(origin ? { 'Access-Control-Allow-Credentials': 'true' } : {}),
           Vary: 'Origin',
         },
       });
@@ -126,6 +129,7 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     await next();
     if (origin && !c.get('corsDenied')) {
       c.res.headers.set('Access-Control-Allow-Origin', origin);
+      c.res.headers.set('Access-Control-Allow-Credentials', 'true');
       c.res.headers.append('Vary', 'Origin');
     }
   });
@@ -258,10 +262,19 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     const data = c.req.query('data');
     if (!data) throw new InputError('missing_data', 'the pixel needs ?data=<base64 JSON>');
     if (data.length > ((LIMITS.maxEventBytes + 2) / 3) * 4 + 4) throw new InputError('payload_too_large', 'the pixel data is too large');
-    const body = parseJson(decodeBase64Utf8(data));
+    // A `+` of standard base64 arrives as a space when the page did not escape it
+    // (`?data=${btoa(json)}`), and a space is never base64: it is read back as `+`.
+    const body = parseJson(decodeBase64Utf8(data.replaceAll(' ', '+')));
     const source = await authenticate(c, (body as { writeKey?: unknown } | null)?.writeKey);
     await accept(c, source, [validateMessage(body, { type })]);
     return c.body(PIXEL_GIF, 200, { 'Content-Type': 'image/gif', 'Cache-Control': 'no-store, max-age=0' });
+  });
+
+  // analytics.js reports its own metrics here every 30 s (no write key): taken and dropped,
+  // so that it is not a failed request on every page that uses it.
+  app.post('/v1/m', tooLarge(LIMITS.maxEventBytes), async function sdkMetrics(c) {
+    await readBody(c, LIMITS.maxEventBytes);
+    return c.json({ success: true });
   });
 
   const openapi = buildOpenApi();

@@ -101,6 +101,16 @@ export function buildOpenApi(): Record<string, unknown> {
       responses: { '200': { description: 'accepted', content: { 'image/gif': {} } }, ...errors },
     },
   };
+  paths['/v1/m'] = {
+    post: {
+      operationId: 'sdkMetrics',
+      summary: "analytics.js's own metrics (sent every 30 s, without a write key): taken and dropped",
+      tags: ['tracking'],
+      security: [],
+      requestBody: { content: { 'text/plain': { schema: {} }, 'application/json': { schema: {} } } },
+      responses: { ...ok, '400': errors['400'] },
+    },
+  };
   return {
     openapi: '3.1.0',
     info: { title: 'Orrery ingest (Segment HTTP Tracking API)', version: '1' },

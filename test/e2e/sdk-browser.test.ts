@@ -1,17 +1,14 @@
 import { once } from 'node:events';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Bus, IncomingMessage, Subscription } from '../../core/bus/types.ts';
-import { decodeEnvelope, type Envelope } from '../../core/envelope.ts';
-import { topicNames } from '../../core/topics.ts';
-import { serviceEnv, uniqueName, waitFor } from '../helpers/index.ts';
-import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
-import { recordTopics, testBus } from '../helpers/topics.ts';
+import type { Envelope } from '../../core/envelope.ts';
+import { uniqueName, waitFor } from '../helpers/index.ts';
+import { startIngestOnKafka, type IngestOnKafka } from '../helpers/ingest.ts';
+import type { OrreryProcess } from '../helpers/process.ts';
 
 /**
  * Issue #17, the browser rows: real, unmodified tracking SDKs, loaded from their installed
@@ -232,47 +229,27 @@ function messagesOf(s: Sent): Array<Record<string, any>> {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe('browser SDKs against ingest, in Chromium', () => {
-  const topics = topicNames(uniqueName('web'));
   let orrery: OrreryProcess;
   let site: Awaited<ReturnType<typeof startSite>>;
   /** In the source's allowedOrigins. */
   let siteOrigin: string;
   /** The same site by another name: not in allowedOrigins. */
   let otherOrigin: string;
-  let bus: Bus;
-  let sub: Subscription;
+  let ingest: IngestOnKafka;
   let browser: Browser;
-  let rawMessages: IncomingMessage[] = [];
   /** The envelopes on the raw topic so far. */
-  const raw = (): Envelope[] => rawMessages.flatMap((m) => {
-    const d = decodeEnvelope(m.value);
-    return d.ok ? [d.envelope] : [];
-  });
+  const raw = (): Envelope[] => ingest.envelopes();
 
   beforeAll(async () => {
     site = await startSite();
     siteOrigin = `http://127.0.0.1:${site.port}`;
     otherOrigin = `http://localhost:${site.port}`;
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-sdk-browser-'));
-    await writeFile(join(dir, 'orrery.yaml'), `sources:\n  - id: web\n    writeKeys: [${WRITE_KEY}]\n    allowedOrigins: ['${siteOrigin}']\n`);
-    orrery = await startOrrery(['start', 'ingest'], {
-      ORRERY_CONFIG: join(dir, 'orrery.yaml'),
-      INGEST_SPOOL_DIR: join(dir, 'spool'),
-      KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
-      KAFKA_TOPIC_PREFIX: topics.raw.split('.')[0]!,
-      // One partition: the topic is in the order ingest took the events, so an event that
-      // arrives after another settles whether the other was taken.
+    // One partition: the topic is in the order ingest took the events, so an event that
+    // arrives after another settles whether the other was taken.
+    ingest = await startIngestOnKafka('it-sdk-browser', `sources:\n  - id: web\n    writeKeys: [${WRITE_KEY}]\n    allowedOrigins: ['${siteOrigin}']\n`, {
       KAFKA_TOPIC_PARTITIONS: '1',
-      REDIS_URL: serviceEnv('REDIS_URL'),
-      // A control plane of its own: the default schema is shared with every other run.
-      DATABASE_URL: serviceEnv('DATABASE_URL'),
-      DATABASE_SCHEMA: uniqueName('sdk_browser').toLowerCase(),
     });
-    bus = testBus('it-sdk-browser');
-    const recorded = await recordTopics(bus, [topics.raw]);
-    sub = recorded.sub;
-    await sub.ready;
-    rawMessages = recorded.messages.get(topics.raw)!;
+    orrery = ingest.orrery;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -281,9 +258,7 @@ describe('browser SDKs against ingest, in Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await orrery?.stop();
-    await sub?.stop();
-    await bus?.close();
+    await ingest?.stop();
     await site?.close();
   });
 
@@ -603,12 +578,15 @@ describe('browser SDKs against ingest, in Chromium', () => {
   });
 
   it('navigator.sendBeacon of an application/json Blob to /v1/batch (a preflight with credentials)', async () => {
-    const { seen, run, started } = await byHand(async ({ writeKey, orrery, run }) => {
+    const { seen, run, started, result } = await byHand(async ({ writeKey, orrery, run }) => {
       const now = new Date().toISOString();
-      const body = { writeKey, sentAt: now, batch: [{ type: 'track', anonymousId: run, messageId: run, event: 'Closed Tab', timestamp: now }] };
-      return (globalThis as any).navigator.sendBeacon(`${orrery}/v1/batch`, new Blob([JSON.stringify(body)], { type: 'application/json' }));
+      const body = JSON.stringify({ writeKey, sentAt: now, batch: [{ type: 'track', anonymousId: run, messageId: run, event: 'Closed Tab', timestamp: now }] });
+      return { queued: (globalThis as any).navigator.sendBeacon(`${orrery}/v1/batch`, new Blob([body], { type: 'application/json' })) as boolean, body };
     }, 1);
+    expect(result.queued).toBe(true);
     expect(seen.sent[0]).toMatchObject({ method: 'POST', path: '/v1/batch', headers: { 'content-type': 'application/json' } });
+    // The browser does not hand a Blob beacon's body to the page's request events: it is what the page sent.
+    seen.sent[0]!.body ??= result.body;
     expectCleanDelivery(seen, siteOrigin);
     expectPreflightsPassed(seen, siteOrigin);
     const events = await expectDelivered(seen.sent, started);

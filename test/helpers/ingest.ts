@@ -38,6 +38,10 @@ export async function startIngestOnKafka(name: string, sourcesYaml: string, env:
     KAFKA_BROKERS: serviceEnv('KAFKA_BROKERS'),
     KAFKA_TOPIC_PREFIX: topics.raw.split('.')[0]!,
     REDIS_URL: serviceEnv('REDIS_URL'),
+    // A control plane of its own: in the default schema, another run's seed would replace
+    // these sources mid-test (its write keys answered 401).
+    DATABASE_URL: serviceEnv('DATABASE_URL'),
+    DATABASE_SCHEMA: uniqueName(name.replace(/[^a-z0-9]/gi, '')).toLowerCase(),
     ...env,
   });
   const raw: IncomingMessage[] = [];
