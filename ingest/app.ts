@@ -130,6 +130,9 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
     if (origin && !c.get('corsDenied')) {
       c.res.headers.set('Access-Control-Allow-Origin', origin);
       c.res.headers.set('Access-Control-Allow-Credentials', 'true');
+      // Not safelisted for CORS: without this a page cannot read when to retry a 429 or
+      // 503, and analytics.js, which honours Retry-After, retried at once (three 429s).
+      c.res.headers.set('Access-Control-Expose-Headers', 'Retry-After, X-RateLimit-Reset');
       c.res.headers.append('Vary', 'Origin');
     }
   });

@@ -71,6 +71,8 @@ const MODULES = fileURLToPath(new URL('../../node_modules/', import.meta.url));
 const AJS_DIR = join(MODULES, '@segment/analytics-next/dist/umd');
 const RUDDER_DIR = join(MODULES, '@rudderstack/analytics-js/dist/npm/modern/bundled/umd');
 const WRITE_KEY = 'sdk-browser-write-key';
+/** A source whose rate limit (a burst of 1, refilled every 2 s) refuses a second call at once. */
+const LIMITED_KEY = 'sdk-browser-limited-key';
 /** The device clock runs this far behind. */
 const SKEW_MS = 60 * 60 * 1000;
 
@@ -246,7 +248,7 @@ describe('browser SDKs against ingest, in Chromium', () => {
     otherOrigin = `http://localhost:${site.port}`;
     // One partition: the topic is in the order ingest took the events, so an event that
     // arrives after another settles whether the other was taken.
-    ingest = await startIngestOnKafka('it-sdk-browser', `sources:\n  - id: web\n    writeKeys: [${WRITE_KEY}]\n    allowedOrigins: ['${siteOrigin}']\n`, {
+    ingest = await startIngestOnKafka('it-sdk-browser', `sources:\n  - id: web\n    writeKeys: [${WRITE_KEY}]\n    allowedOrigins: ['${siteOrigin}']\n  - id: limited\n    writeKeys: [${LIMITED_KEY}]\n    allowedOrigins: ['${siteOrigin}']\n    rateLimit: { eventsPerSecond: 0.5, burst: 1 }\n`, {
       KAFKA_TOPIC_PARTITIONS: '1',
     });
     orrery = ingest.orrery;
@@ -426,6 +428,31 @@ describe('browser SDKs against ingest, in Chromium', () => {
     expect(metrics.headers['content-type']).toBe('text/plain');
     expect(JSON.parse(metrics.body!)).toMatchObject({ series: [{ type: 'Counter', metric: 'analytics_js.invoke', value: 1 }] });
     expectCleanDelivery(seen, siteOrigin);
+  });
+
+  it('analytics.js retries a call refused with 429 (Retry-After), and the event arrives once', async () => {
+    const { page, seen } = await open('segment.html');
+    const run = uniqueName('retry');
+    await page.evaluate(
+      async ({ writeKey, apiHost, run }) => {
+        const analytics = await (globalThis as any).loadAnalytics(writeKey, apiHost);
+        await analytics.track('First', { run });
+        // Over the source's rate limit: 429, then a retry once the bucket refills.
+        void analytics.track('Second', { run });
+      },
+      { writeKey: LIMITED_KEY, apiHost: apiHost(), run },
+    );
+    const ours = () => raw().filter((e) => e.sourceId === 'limited' && e.properties?.run === run);
+    await waitFor(() => ours().length === 2, { timeoutMs: 30_000, what: 'both events, the second after its retry' });
+    await settle();
+    expect(ours().map((e) => e.event)).toEqual(['First', 'Second']);
+    const tracks = seen.sent.filter((s) => s.path === '/v1/t');
+    expect(tracks.map((s) => s.status)).toEqual([200, 429, 200]);
+    // The retry is the same event, marked as a retry by the SDK.
+    const [, refused, retried] = tracks.map((s) => JSON.parse(s.body!) as { messageId: string });
+    expect(retried!.messageId).toBe(refused!.messageId);
+    expect(tracks[2]!.headers['x-retry-count']).toBe('1');
+    expect(seen.blocked()).toEqual([]);
   });
 
   it('analytics.js in batching mode: one POST /v1/b with the batch, each event once', async () => {
