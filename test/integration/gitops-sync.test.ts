@@ -113,7 +113,9 @@ describe('gitops sync to a real Kubernetes API', () => {
     // kwok keeps pods of an image named *never-ready* unready, like a readiness probe that never passes.
     const res = await push('never-ready-1', 'team/canary');
     const [id] = ((await res.json()) as { deploys: number[] }).deploys;
-    await waitFor(async () => ['rolled-out', 'failed'].includes((await deploy(id!)).state), { timeoutMs: 120_000, intervalMs: 500, what: 'the canary deploy to end' });
+    // It ends after some health timeouts (20 s each): 80 s alone here, past 2 minutes when
+    // the machine is loaded, hence the longer timeouts of this test.
+    await waitFor(async () => ['rolled-out', 'failed'].includes((await deploy(id!)).state), { timeoutMs: 200_000, intervalMs: 500, what: 'the canary deploy to end' });
     const d = await deploy(id!);
     expect(d.state).toBe('failed');
     expect(d.error).toMatch(/canary/);
@@ -122,5 +124,5 @@ describe('gitops sync to a real Kubernetes API', () => {
     const status = await sync.untilSynced('HealthCheckFailed', 120_000);
     expect(status.conditions[0]).toMatchObject({ type: 'Ready', status: 'False' });
     expect(status.conditions[0]!.message).toContain('canary');
-  });
+  }, 360_000);
 });
