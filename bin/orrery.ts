@@ -13,20 +13,10 @@ import { createOpsRoutes, type ReadinessCheck } from '../core/ops.ts';
 import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
-import { createIngestComponent } from '../ingest/main.ts';
-import { createRouterComponent } from '../router/main.ts';
-import { createSinksComponent } from '../sinks/main.ts';
-import { createGitopsComponent } from '../gitops/main.ts';
-import { embeddedGitopsBanner, ensureEmbeddedGitops, type EmbeddedGitops } from '../gitops/embedded.ts';
-import { createPilotComponent } from '../pilot/main.ts';
+import type { EmbeddedGitops } from '../gitops/embedded.ts';
 import { pilotConfigFrom } from '../pilot/config.ts';
-import { demoBanner, ensureDemo, ensureDemoSecret, localBaseUrl } from '../pilot/demo-setup.ts';
-import { listAllDeadLetters, replayAllDeadLetters, type Stage } from '../pilot/dead-letters.ts';
-import { replayToDestinations } from '../sinks/replay.ts';
+import type { Stage } from '../pilot/dead-letters.ts';
 import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
-import { createKubeApplier, loadKubeConfig } from '../gitops/apply/applier.ts';
-import { parseManifests } from '../gitops/apply/manifests.ts';
-import { objectId } from '../gitops/apply/inventory.ts';
 import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
 import { createStaticControlPlane } from '../core/control-plane-static.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
@@ -61,13 +51,17 @@ const COMMON_OPTIONS = `Options:
 /** Components that serve an endpoint wanting the admin token (Pilot's /api, GitOps' /deploys and /sync/status). */
 const NEEDS_ADMIN_TOKEN = new Set(['gitops', 'pilot']);
 
-/** Components `orrery start` can run; with none named, all of them in one process. */
-const COMPONENTS: Record<string, ComponentFactory> = {
-  ingest: createIngestComponent,
-  router: createRouterComponent,
-  sinks: createSinksComponent,
-  gitops: createGitopsComponent,
-  pilot: createPilotComponent,
+/**
+ * Components `orrery start` can run; with none named, all of them in one process. Each is
+ * imported when started, and so are the commands' own modules: `orrery start ingest` never
+ * loads the Kubernetes client, isomorphic-git or PGlite (test/integration/lazy-load.test.ts).
+ */
+const COMPONENTS: Record<string, () => Promise<ComponentFactory>> = {
+  ingest: async () => (await import('../ingest/main.ts')).createIngestComponent,
+  router: async () => (await import('../router/main.ts')).createRouterComponent,
+  sinks: async () => (await import('../sinks/main.ts')).createSinksComponent,
+  gitops: async () => (await import('../gitops/main.ts')).createGitopsComponent,
+  pilot: async () => (await import('../pilot/main.ts')).createPilotComponent,
 };
 
 /**
@@ -133,6 +127,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         // plan mode), which Pilot sees too. A section, or `gitops: { enabled: false }`, is
         // used as given. After the adapters: the embedded store holds the data dir's lock.
         if (names.includes('gitops') && cfg.gitops === undefined) {
+          const { ensureEmbeddedGitops } = await import('../gitops/embedded.ts');
           gitopsDefault = await ensureEmbeddedGitops({ dataDir: cfg.dataDir, logger, alone: args.length > 0 });
           cfg = Object.freeze({ ...cfg, gitops: gitopsDefault.config });
         }
@@ -140,9 +135,10 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         controlPlane = await openControlPlane(cfg, adapters, logger);
         // A demo from before the demo receiver wanted signatures gets its secret before the
         // sinks deliver, or its deliveries would be refused.
-        if (names.includes('pilot') && adapters.store) await ensureDemoSecret({ store: adapters.store, controlPlane, logger });
+        if (names.includes('pilot') && adapters.store) await (await import('../pilot/demo-setup.ts')).ensureDemoSecret({ store: adapters.store, controlPlane, logger });
         for (const name of names) {
-          components.push(await COMPONENTS[name]!({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals }));
+          const create = await COMPONENTS[name]!();
+          components.push(await create({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals }));
         }
       } catch (err) {
         await stopAll();
@@ -174,6 +170,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
       const server = await listen({ fetch: app.fetch, host, port, requestTimeoutMs, headersTimeoutMs, logger });
       // The demo belongs to the whole platform in one process: a component run alone never sets it up.
       if (args.length === 0 && adapters.store && controlPlane) {
+        const { demoBanner, ensureDemo, localBaseUrl } = await import('../pilot/demo-setup.ts');
         const baseUrl = localBaseUrl(cfg.http.host, server.port);
         try {
           const demo = await ensureDemo({ store: adapters.store, controlPlane, dataDir: cfg.dataDir, baseUrl, logger });
@@ -184,7 +181,10 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         }
       }
       // stderr, not the log: on its first start the banner holds the webhook secret.
-      if (gitopsDefault) process.stderr.write(embeddedGitopsBanner(gitopsDefault, localBaseUrl(cfg.http.host, server.port)));
+      if (gitopsDefault) {
+        const [{ embeddedGitopsBanner }, { localBaseUrl }] = await Promise.all([import('../gitops/embedded.ts'), import('../pilot/demo-setup.ts')]);
+        process.stderr.write(embeddedGitopsBanner(gitopsDefault, localBaseUrl(cfg.http.host, server.port)));
+      }
       onShutdown(logger, async () => {
         draining = true;
         // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.
@@ -246,6 +246,7 @@ data dir, which only one process opens at a time (use Pilot's replay while orrer
           ids: flags.id?.map(Number),
           limit: flags.limit ? Number(flags.limit) : undefined,
         };
+        const { listAllDeadLetters, replayAllDeadLetters } = await import('../pilot/dead-letters.ts');
         if (action === 'list') {
           for (const l of await listAllDeadLetters(store, { ...filter, includeReplayed: flags.all })) {
             process.stdout.write(`${JSON.stringify(l)}\n`);
@@ -255,6 +256,7 @@ data dir, which only one process opens at a time (use Pilot's replay while orrer
         const controlPlane = await openControlPlane(cfg, adapters, logger);
         try {
           const raw = topicNames(cfg.kafka.topicPrefix).raw;
+          const { replayToDestinations } = await import('../sinks/replay.ts');
           const result = await replayAllDeadLetters(store, filter, {
             replaySinks: (opts) => replayToDestinations(store, controlPlane.current(), opts),
             republish: (key, value) => adapters.bus.produce(raw, [{ key, value }]),
@@ -285,6 +287,11 @@ cluster that GitOps syncs, commit the render instead and let the sync apply it.`
     async run(args) {
       const [valuesPath] = args;
       if (!valuesPath) throw new ConfigError('usage: orrery apply <values.yaml>');
+      const [{ createKubeApplier, loadKubeConfig }, { parseManifests }, { objectId }] = await Promise.all([
+        import('../gitops/apply/applier.ts'),
+        import('../gitops/apply/manifests.ts'),
+        import('../gitops/apply/inventory.ts'),
+      ]);
       const kc = loadKubeConfig(process.env.KUBECONFIG);
       if (!kc) throw new ConfigError('orrery apply needs a cluster: set KUBECONFIG');
       const rendered = await renderToFiles({ valuesPath, target: 'kubernetes' });

@@ -1,15 +1,9 @@
 import { join } from 'node:path';
-import { createEmbeddedBus } from './bus/embedded.ts';
-import { createKafkaBus } from './bus/kafka.ts';
 import type { Bus } from './bus/types.ts';
-import { createRedisCache } from './cache/redis.ts';
-import { createSqliteCache } from './cache/sqlite.ts';
 import type { Cache } from './cache/types.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import { redactUrl } from './logger.ts';
-import { createPgStore } from './store/pg.ts';
-import { createPgliteStore } from './store/pglite.ts';
 import type { Store } from './store/types.ts';
 
 export interface Adapters {
@@ -23,7 +17,9 @@ export interface Adapters {
 /**
  * Builds the adapters the config selects, and logs each choice, so that an operator can
  * tell from the first lines of the log which real services (or defaults) are in use.
- * Part of the composition roots: nothing else constructs adapters from config.
+ * Part of the composition roots: nothing else constructs adapters from config. Each
+ * adapter's module is imported only when chosen, so a process on Kafka, Postgres and Redis
+ * never loads PGlite, SQLite or the embedded log, nor the other way round.
  *
  * @example const adapters = createAdapters(config, logger);
  */
@@ -33,21 +29,25 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
   let bus: Bus;
   if (config.kafka.brokers) {
     const { clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxMessageBytes } = config.kafka;
+    const { createKafkaBus } = await import('./bus/kafka.ts');
     bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxBatchBytes: maxMessageBytes });
     log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
   } else {
     const dir = join(config.dataDir, 'bus');
+    const { createEmbeddedBus } = await import('./bus/embedded.ts');
     bus = await createEmbeddedBus({ dir, logger });
     log.info({ adapter: 'embedded', default: true, dir }, 'bus: embedded on-disk log (default; set KAFKA_BROKERS for Apache Kafka)');
   }
 
   let store: Store | undefined;
   if (config.database.url) {
+    const { createPgStore } = await import('./store/pg.ts');
     store = createPgStore({ url: config.database.url, ...(config.database.schema ? { schema: config.database.schema } : {}) });
     log.info({ adapter: 'postgres', database: redactUrl(config.database.url), schema: config.database.schema ?? 'public' }, 'store: PostgreSQL');
   } else {
     const dir = join(config.dataDir, 'store');
     try {
+      const { createPgliteStore } = await import('./store/pglite.ts');
       store = await createPgliteStore({ dir, logger });
     } catch (err) {
       await bus.close();
@@ -58,12 +58,14 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
 
   let cache: Cache;
   if (config.redis.url) {
+    const { createRedisCache } = await import('./cache/redis.ts');
     cache = createRedisCache({ url: config.redis.url });
     log.info({ adapter: 'redis', redis: redactUrl(config.redis.url) }, 'cache/limiter: Redis');
   } else {
     // The dedup and delivered marks must survive a crash, or a batch read again after one
     // is routed and delivered again: they go to a SQLite file under the data dir.
     const path = join(config.dataDir, 'cache.sqlite');
+    const { createSqliteCache } = await import('./cache/sqlite.ts');
     cache = createSqliteCache({ path });
     log.info(
       { adapter: 'sqlite', default: true, path },

@@ -1,0 +1,53 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { uniqueName, waitFor } from '../helpers/index.ts';
+import { startIngestOnKafka, type IngestOnKafka } from '../helpers/ingest.ts';
+
+const HOOK = fileURLToPath(new URL('../helpers/trace-modules.mjs', import.meta.url));
+
+/** Megabytes of a process's resident set (VmRSS) or its peak (VmHWM), from /proc. */
+const mib = (pid: number, field: 'VmRSS' | 'VmHWM') => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+/**
+ * Issue #18: a command loads only what it uses. `orrery start ingest` on Kafka, Postgres
+ * and Redis must not load the Kubernetes client, isomorphic-git or PGlite (87, 17 and
+ * more MiB of RSS on import). Every module the process loads is traced by a load hook.
+ */
+describe('orrery start ingest loads only what ingest uses', () => {
+  let ingest: IngestOnKafka | undefined;
+  afterAll(async () => {
+    await ingest?.stop();
+  });
+
+  it('no Kubernetes client, isomorphic-git or PGlite in the process, and it takes events', async () => {
+    const trace = join(await mkdtemp(join(tmpdir(), 'orrery-trace-')), 'modules.txt');
+    const key = `wk_${uniqueName('lazy')}`;
+    ingest = await startIngestOnKafka('it-lazy', `sources:\n  - id: lazy\n    writeKeys: [${key}]\n`, {
+      NODE_OPTIONS: `--import=${HOOK}`,
+      ORRERY_TRACE_MODULES: trace,
+    });
+    const res = await fetch(`${ingest.orrery.url}/v1/track`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${btoa(`${key}:`)}` },
+      body: JSON.stringify({ userId: 'u', event: 'Loaded', messageId: key }),
+    });
+    expect(res.status).toBe(200);
+    await waitFor(() => ingest!.envelopes().some((e) => e.messageId === key), { what: 'the event on the raw topic' });
+
+    const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+    const packages = (name: string) => loaded.filter((u) => u.includes(`/node_modules/${name}/`));
+    // The hook sees what ingest does load: the check below cannot pass by seeing nothing.
+    expect(packages('kafkajs').length).toBeGreaterThan(0);
+    expect(loaded.some((u) => u.endsWith('/ingest/main.ts'))).toBe(true);
+    expect(packages('@kubernetes/client-node')).toEqual([]);
+    expect(packages('isomorphic-git')).toEqual([]);
+    expect(packages('@electric-sql/pglite')).toEqual([]);
+    expect(loaded.filter((u) => /\/(gitops|pilot|sinks|router)\/main\.ts$/.test(u))).toEqual([]);
+    const pid = ingest.orrery.child.pid!;
+    console.info(`orrery start ingest: ${loaded.length} modules, RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB after one event (peak ${mib(pid, 'VmHWM').toFixed(0)} MiB)`);
+  });
+});
