@@ -9,6 +9,7 @@ import {
   type RetryOptions as KafkaRetryOptions,
   type TopicMessages,
 } from 'kafkajs';
+import './kafkajs-negative-timeout.ts';
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicSpec } from '../topics.ts';
