@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Hono } from 'hono';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createAdapters } from '../core/adapters.ts';
 import { resolveAdminToken } from '../core/auth.ts';
@@ -12,6 +13,7 @@ import { createRegistry } from '../core/metrics.ts';
 import { createOpsRoutes, type ReadinessCheck } from '../core/ops.ts';
 import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
+import { availableCores, clusterMetrics, runPrimary, workerIdentity } from '../core/cluster.ts';
 import type { Component, ComponentFactory } from '../core/component.ts';
 import type { EmbeddedGitops } from '../gitops/embedded.ts';
 import { pilotConfigFrom } from '../pilot/config.ts';
@@ -83,6 +85,14 @@ async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger)
   return cp;
 }
 
+/** `--workers` or `ingest.workers`: a count, or `auto` for the cores available. */
+function workerCount(value: string | number): number {
+  if (value === 'auto') return availableCores();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new ConfigError(`--workers is a number of processes from 1 to 64, or auto (got "${value}")`);
+  return n;
+}
+
 /** The components' checks of one kind, named `<component>.<check>`. */
 function componentChecks(components: Component[], kind: 'checks' | 'liveness'): Record<string, ReadinessCheck> {
   return Object.fromEntries(components.flatMap((c) => Object.entries(c[kind] ?? {}).map(([k, v]) => [`${c.name}.${k}`, v])));
@@ -91,21 +101,36 @@ function componentChecks(components: Component[], kind: 'checks' | 'liveness'): 
 const commands: Record<string, Command> = {
   start: {
     summary: 'Run Orrery (all components in one process, or one component)',
-    usage: 'orrery start [component] [--config file]',
+    usage: 'orrery start [component] [--workers n|auto] [--config file]',
     help: `Runs Orrery's components in one process, or one of them alone for production.
 Components: ${Object.keys(COMPONENTS).join(', ')}.
 The process serves the components' routes and /healthz, /readyz and /metrics on PORT
 (default 8080), logs JSON lines, and drains in-flight work on SIGTERM.
+--workers n (ingest.workers, INGEST_WORKERS) runs \`orrery start ingest\` as n processes
+sharing the port, each with its own spool; auto: the cores available. Needs KAFKA_BROKERS
+and DATABASE_URL.
 On the first start of all components (nothing in the control plane, no config seed), it
 sets up a demo source, a webhook destination into Pilot and a route, and prints the demo
 write key and a curl line on stderr (again at later starts, while the demo key works).`,
-    async run(args, config) {
+    async run(args, config, flags) {
       const names = args.length > 0 ? args : Object.keys(COMPONENTS);
       for (const name of names) {
         if (!COMPONENTS[name]) throw new ConfigError(`unknown component "${name}": choose from ${Object.keys(COMPONENTS).join(', ')}`);
       }
       let cfg = config();
       const logger = createLogger({ level: cfg.log.level });
+      const workers = workerCount((flags.workers as string | undefined) ?? cfg.ingest.workers);
+      if (workers > 1) {
+        if (names.length !== 1 || names[0] !== 'ingest') throw new ConfigError('--workers (ingest.workers) applies to `orrery start ingest` alone');
+        if (!cfg.kafka.brokers || !cfg.database.url) throw new ConfigError('--workers needs KAFKA_BROKERS and DATABASE_URL: the embedded bus and store serve one process');
+        if (!workerIdentity()) {
+          const { refuseOrphanSpools } = await import('../ingest/spool-orphans.ts');
+          await refuseOrphanSpools({ base: cfg.ingest.spool.dir ?? join(cfg.dataDir, 'spool'), maxBytes: cfg.ingest.spool.maxBytes, workers, logger });
+          process.exitCode = await runPrimary({ workers, logger });
+          return;
+        }
+      }
+      const worker = workers > 1 ? workerIdentity() : undefined;
       logger.info({ components: names, node: process.version }, 'starting orrery');
       const adapters = await createAdapters(cfg, logger);
       const registry = createRegistry({ service: args.length === 1 ? names[0]! : 'orrery' });
@@ -138,7 +163,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         if (names.includes('pilot') && adapters.store) await (await import('../pilot/demo-setup.ts')).ensureDemoSecret({ store: adapters.store, controlPlane, logger });
         for (const name of names) {
           const create = await COMPONENTS[name]!();
-          components.push(await create({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals }));
+          components.push(await create({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals, ...(worker ? { worker } : {}) }));
         }
       } catch (err) {
         await stopAll();
@@ -162,6 +187,8 @@ write key and a curl line on stderr (again at later starts, while the demo key w
             ...componentChecks(components, 'checks'),
           },
           liveness: componentChecks(components, 'liveness'),
+          // A worker's /metrics is the whole cluster's, summed by the primary.
+          ...(worker ? { metrics: clusterMetrics(registry) } : {}),
         }),
       );
       for (const c of components) if (c.routes) app.route('/', c.routes);
@@ -364,6 +391,7 @@ export async function main(argv: string[]): Promise<number> {
       stage: { type: 'string' },
       all: { type: 'boolean' },
       limit: { type: 'string' },
+      workers: { type: 'string' },
       ...RENDER_OPTIONS,
     },
   });

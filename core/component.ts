@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import type { Adapters } from './adapters.ts';
+import type { WorkerIdentity } from './cluster.ts';
 import type { Config } from './config.ts';
 import type { ControlPlaneSource } from './control-plane-source.ts';
 import type { Logger } from './logger.ts';
@@ -45,6 +46,8 @@ export interface ComponentContext {
   adminToken?: string;
   /** Refused webhooks of every component in the process, which Pilot shows; absent: each keeps its own. */
   refusals?: RefusalLog;
+  /** Set in a worker of `--workers N` (core/cluster.ts): what is per process is per worker (ingest's spool). */
+  worker?: WorkerIdentity;
 }
 
 export type ComponentFactory = (ctx: ComponentContext) => Promise<Component>;

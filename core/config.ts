@@ -90,6 +90,12 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   ingest: z
     .strictObject({
+      /**
+       * Processes of `orrery start ingest` sharing its port (node:cluster), each with a spool
+       * of its own (`<spool>/worker-<i>`); `auto`: the cores available (cgroup-aware). Needs
+       * Kafka and Postgres (the embedded bus and store serve one process). Default 1.
+       */
+      workers: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(64)]).default(1),
       /** How long a produce may take before the events go to the spool instead. */
       produceTimeoutMs: z.coerce.number().int().min(50).default(2_000),
       spool: z
@@ -212,6 +218,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'REDIS_URL', path: ['redis', 'url'] },
   { env: 'INGEST_PRODUCE_TIMEOUT_MS', path: ['ingest', 'produceTimeoutMs'] },
   { env: 'INGEST_SPOOL_DIR', path: ['ingest', 'spool', 'dir'] },
+  { env: 'INGEST_WORKERS', path: ['ingest', 'workers'] },
   { env: 'ROUTER_GROUP', path: ['router', 'group'] },
   { env: 'KUBECONFIG', path: ['gitops', 'sync', 'kubeconfig'], requires: 'gitops' },
   { env: 'SINKS_MAX_ATTEMPTS', path: ['sinks', 'maxAttempts'] },

@@ -37,6 +37,8 @@ export function createOpsRoutes(opts: {
   liveness?: Record<string, ReadinessCheck>;
   /** While draining on shutdown, /readyz answers 503 so load balancers stop sending. */
   isDraining?: () => boolean;
+  /** What /metrics serves instead of the registry's own (a cluster worker: the whole cluster's). */
+  metrics?: () => Promise<string>;
 }): Hono {
   const app = new Hono();
   app.get('/healthz', async (c) => {
@@ -50,7 +52,7 @@ export function createOpsRoutes(opts: {
     return c.json(r, r.status === 'down' ? 503 : 200);
   });
   app.get('/metrics', async (c) => {
-    const body = await opts.registry.metrics();
+    const body = await (opts.metrics ?? (() => opts.registry.metrics()))();
     return c.body(body, 200, { 'content-type': opts.registry.contentType });
   });
   return app;

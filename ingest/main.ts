@@ -21,7 +21,9 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   const { config, adapters } = ctx;
   const log = ctx.logger.child({ component: 'ingest' });
 
-  const spoolDir = config.ingest.spool.dir ?? join(config.dataDir, 'spool');
+  // One spool per worker of a cluster: two processes must never write one spool.
+  const baseSpool = config.ingest.spool.dir ?? join(config.dataDir, 'spool');
+  const spoolDir = ctx.worker ? join(baseSpool, `worker-${ctx.worker.id}`) : baseSpool;
   const spool = await createSpool({ dir: spoolDir, maxBytes: config.ingest.spool.maxBytes, logger: log });
   const metrics = createIngestMetrics(ctx.registry, () => handoff);
   const handoff: Handoff = createHandoff({
