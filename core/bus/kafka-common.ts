@@ -1,7 +1,7 @@
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { RECORD_BATCH_OVERHEAD, recordBytes } from './record-size.ts';
-import type { OutgoingMessage } from './types.ts';
+import type { OutgoingMessage, Subscription } from './types.ts';
 
 /**
  * What the Kafka adapters (./kafka.ts on kafkajs, ./platformatic.ts on @platformatic/kafka)
@@ -9,6 +9,44 @@ import type { OutgoingMessage } from './types.ts';
  * one request at a time, how commits of partitions handled together are coalesced, how a
  * failed write is reported, and how lag is counted. Only the client calls differ.
  */
+
+/** What both Kafka adapters take, besides their client's retry settings. */
+export interface KafkaClientOptions {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /**
+   * Upper bound on one aggregated produce request, in record batch bytes as the broker counts
+   * them (keys, values, headers and framing: ./record-size.ts). A produce call larger than
+   * this is split into several. Default 768 KiB: under the broker's 1 MiB with room to spare.
+   */
+  maxFlushBytes?: number;
+  /**
+   * The largest record batch the topics take (their `max.message.bytes`; the broker's
+   * default is 1 MiB + 12 bytes). A message that alone would make a larger batch is
+   * refused by `produce` with the non-retriable `BUS_RECORD_TOO_LARGE` before anything
+   * is sent, so it cannot make the broker refuse a request that other writes share.
+   */
+  maxBatchBytes?: number;
+  /**
+   * Once nothing is in flight, how long the first queued write waits for others to join
+   * its request (Kafka's `linger.ms`), unless `lingerBytes` are queued already. Default 0
+   * here (tests and tools); the config's default is 5 ms, Kafka's own producer default.
+   */
+  lingerMs?: number;
+  /**
+   * Queued bytes that end the linger at once (the role of Kafka's `batch.size`, 16 KiB by
+   * default): a linger is for a trickle of small writes, and must not delay a router
+   * batch or an ingest /v1/batch that fills a request on its own. Default 16 KiB.
+   */
+  lingerBytes?: number;
+  /** Consumers' fetch: answer once this many bytes are there (Kafka's `fetch.min.bytes`). Default: kafkajs's, 1. */
+  fetchMinBytes?: number;
+  /** Consumers' fetch: answer after this long at most (Kafka's `fetch.max.wait.ms`). Default: kafkajs's 5 s on kafkajs, 500 ms (Kafka's consumer default) on @platformatic/kafka. */
+  fetchMaxWaitMs?: number;
+}
 
 /** A failed write as the bus reports it: retriable `BUS_UNAVAILABLE` or final `BUS_PRODUCE_REJECTED`. */
 export function wrapProduceError(err: unknown, topic: string, unavailable: boolean): OrreryError {
@@ -72,6 +110,8 @@ export function splitProduce(topic: string, messages: OutgoingMessage[], maxBatc
 
 export interface ProduceQueueOptions {
   logger: Logger;
+  /** The topics' max.message.bytes: a message that alone exceeds it is refused (BUS_RECORD_TOO_LARGE). */
+  maxBatchBytes: number;
   maxFlushBytes: number;
   lingerMs: number;
   lingerBytes: number;
@@ -92,10 +132,14 @@ interface Pending {
 }
 
 export interface ProduceQueue {
-  /** Queues the parts of one call back to back; resolves once all of them are acknowledged. */
-  enqueue(topic: string, parts: ProducePart[]): Promise<void>;
-  /** Sends whatever is queued and waits until nothing is in flight (close). */
-  drain(): Promise<void>;
+  /**
+   * `Bus.produce`: splits the call into requests that fit (`splitProduce`) and queues them
+   * back to back, so order holds; a failed part fails the parts behind it. Resolves once all
+   * of them are acknowledged.
+   */
+  produce(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  /** Refuses new calls (BUS_CLOSED), sends whatever is queued and waits until nothing is in flight. */
+  close(): Promise<void>;
 }
 
 /**
@@ -109,6 +153,7 @@ export function createProduceQueue(opts: ProduceQueueOptions): ProduceQueue {
   let flushing = false;
   let lingerTimer: NodeJS.Timeout | undefined;
   let queuedBytes = 0;
+  let closed = false;
 
   function scheduleFlush(): void {
     if (opts.lingerMs <= 0 || queuedBytes >= opts.lingerBytes) {
@@ -166,21 +211,32 @@ export function createProduceQueue(opts: ProduceQueueOptions): ProduceQueue {
     }
   }
 
+  function enqueue(topic: string, parts: ProducePart[]): Promise<void> {
+    const sent = parts.map(
+      (part) =>
+        new Promise<void>((resolve, reject) => {
+          queue.push({ topic, messages: part.messages, bytes: part.bytes, resolve, reject });
+          queuedBytes += part.bytes;
+        }),
+    );
+    // Defer to the end of this turn (or the linger) so that calls made together share one
+    // request; a full request goes at once.
+    if (!flushing) scheduleFlush();
+    return Promise.all(sent).then(() => undefined);
+  }
+
   return {
-    enqueue(topic, parts) {
-      const sent = parts.map(
-        (part) =>
-          new Promise<void>((resolve, reject) => {
-            queue.push({ topic, messages: part.messages, bytes: part.bytes, resolve, reject });
-            queuedBytes += part.bytes;
-          }),
-      );
-      // Defer to the end of this turn (or the linger) so that calls made together share one
-      // request; a full request goes at once.
-      if (!flushing) scheduleFlush();
-      return Promise.all(sent).then(() => undefined);
+    produce(topic, messages) {
+      if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
+      if (messages.length === 0) return Promise.resolve();
+      try {
+        return enqueue(topic, splitProduce(topic, messages, opts.maxBatchBytes, opts.maxFlushBytes));
+      } catch (err) {
+        return Promise.reject(err);
+      }
     },
-    async drain() {
+    async close() {
+      closed = true;
       if (lingerTimer) {
         clearTimeout(lingerTimer);
         lingerTimer = undefined;
@@ -192,6 +248,20 @@ export function createProduceQueue(opts: ProduceQueueOptions): ProduceQueue {
       }
     },
   };
+}
+
+/**
+ * `Bus.close` of a Kafka adapter: whatever was queued still gets its answer, the
+ * subscriptions stop (their in-flight batches commit), then the clients close. Once only.
+ */
+export function kafkaBusCloser(queue: ProduceQueue, subscriptions: Set<Subscription>, closeClients: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () =>
+    (closing ??= (async () => {
+      await queue.close();
+      await Promise.all([...subscriptions].map((s) => s.stop()));
+      await closeClients();
+    })());
 }
 
 export type CommitFn = (offsets: { topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }) => Promise<void>;

@@ -8,55 +8,20 @@ import {
   type Producer,
   type RetryOptions as KafkaRetryOptions,
 } from 'kafkajs';
-import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicSpec } from '../topics.ts';
 import { createProgressTracker } from './progress.ts';
-import { commitCoalescer, createProduceQueue, lagOf, splitProduce, UNREACHABLE_CODES, wrapProduceError } from './kafka-common.ts';
+import { commitCoalescer, createProduceQueue, kafkaBusCloser, lagOf, UNREACHABLE_CODES, wrapProduceError, type KafkaClientOptions } from './kafka-common.ts';
 import { DEFAULT_MAX_BATCH_BYTES } from './record-size.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, Subscription } from './types.ts';
 
-export interface KafkaBusOptions {
-  brokers: string[];
-  clientId: string;
-  logger: Logger;
+export interface KafkaBusOptions extends KafkaClientOptions {
   /**
    * kafkajs retry settings for connections and requests. The default gives up within a few
    * seconds, so that callers with a fallback (ingest's spool) learn of an outage quickly;
    * kafkajs's own default keeps a produce hanging for a minute or more.
    */
   retry?: KafkaRetryOptions;
-  connectionTimeoutMs?: number;
-  requestTimeoutMs?: number;
-  /**
-   * Upper bound on one aggregated `sendBatch`, in record batch bytes as the broker counts
-   * them (keys, values, headers and framing: ./record-size.ts). A produce call larger than
-   * this is split into several. Default 768 KiB: under the broker's 1 MiB with room to spare.
-   */
-  maxFlushBytes?: number;
-  /**
-   * The largest record batch the topics take (their `max.message.bytes`; the broker's
-   * default is 1 MiB + 12 bytes). A message that alone would make a larger batch is
-   * refused by `produce` with the non-retriable `BUS_RECORD_TOO_LARGE` before anything
-   * is sent, so it cannot make the broker refuse a request that other writes share.
-   */
-  maxBatchBytes?: number;
-  /**
-   * Once nothing is in flight, how long the first queued write waits for others to join
-   * its request (Kafka's `linger.ms`), unless `lingerBytes` are queued already. Default 0
-   * here (tests and tools); the config's default is 5 ms, Kafka's own producer default.
-   */
-  lingerMs?: number;
-  /**
-   * Queued bytes that end the linger at once (the role of Kafka's `batch.size`, 16 KiB by
-   * default): a linger is for a trickle of small writes, and must not delay a router
-   * batch or an ingest /v1/batch that fills a request on its own. Default 16 KiB.
-   */
-  lingerBytes?: number;
-  /** Consumers' fetch: answer once this many bytes are there (Kafka's `fetch.min.bytes`). Default: kafkajs's, 1. */
-  fetchMinBytes?: number;
-  /** Consumers' fetch: answer after this long at most (Kafka's `fetch.max.wait.ms`). Default: kafkajs's, 5 s. */
-  fetchMaxWaitMs?: number;
 }
 
 const DEFAULT_RETRY: KafkaRetryOptions = { retries: 4, initialRetryTime: 100, maxRetryTime: 2_000 };
@@ -154,8 +119,6 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
   let producerReady: Promise<Producer> | undefined;
   let admin: Promise<Admin> | undefined;
   const subscriptions = new Set<Subscription>();
-  let closed = false;
-
   function getProducer(): Promise<Producer> {
     producerReady ??= (async () => {
       const p = kafka.producer({
@@ -192,6 +155,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
 
   const queue = createProduceQueue({
     logger: log,
+    maxBatchBytes,
     maxFlushBytes,
     lingerMs,
     lingerBytes,
@@ -227,16 +191,7 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
     kind: 'kafka',
 
     produce(topic, messages) {
-      if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
-      if (messages.length === 0) return Promise.resolve();
-      // A call larger than one request may carry is split into consecutive requests
-      // (./kafka-common.ts). The parts queue back to back, so order holds; a failed part
-      // fails the parts behind it.
-      try {
-        return queue.enqueue(topic, splitProduce(topic, messages, maxBatchBytes, maxFlushBytes));
-      } catch (err) {
-        return Promise.reject(err);
-      }
+      return queue.produce(topic, messages);
     },
 
     async consume(c: ConsumeOptions): Promise<Subscription> {
@@ -356,13 +311,9 @@ export function createKafkaBus(opts: KafkaBusOptions): Bus {
       }
     },
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      await queue.drain();
-      await Promise.all([...subscriptions].map((s) => s.stop()));
+    close: kafkaBusCloser(queue, subscriptions, async () => {
       await producer?.disconnect().catch(() => {});
       if (admin) await (await admin.catch(() => undefined))?.disconnect().catch(() => {});
-    },
+    }),
   };
 }

@@ -53,7 +53,7 @@ import {
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicSpec } from '../topics.ts';
-import { commitCoalescer, createProduceQueue, lagOf, splitProduce, UNREACHABLE_CODES, wrapProduceError, type CommitFn } from './kafka-common.ts';
+import { commitCoalescer, createProduceQueue, kafkaBusCloser, lagOf, UNREACHABLE_CODES, wrapProduceError, type CommitFn, type KafkaClientOptions } from './kafka-common.ts';
 import { createProgressTracker } from './progress.ts';
 import { DEFAULT_MAX_BATCH_BYTES } from './record-size.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, IncomingMessage, Subscription } from './types.ts';
@@ -65,23 +65,9 @@ export interface RetrySettings {
   maxRetryTime?: number;
 }
 
-export interface PlatformaticBusOptions {
-  brokers: string[];
-  clientId: string;
-  logger: Logger;
+export interface PlatformaticBusOptions extends KafkaClientOptions {
   /** Producer and admin retries. Default: 4, 100 ms doubling to 2 s (as the kafkajs adapter). */
   retry?: RetrySettings;
-  connectionTimeoutMs?: number;
-  requestTimeoutMs?: number;
-  /** As in ./kafka.ts: the largest request, in record batch bytes. Default 768 KiB. */
-  maxFlushBytes?: number;
-  /** As in ./kafka.ts: the topics' max.message.bytes. */
-  maxBatchBytes?: number;
-  lingerMs?: number;
-  lingerBytes?: number;
-  fetchMinBytes?: number;
-  /** Default 500 ms (Kafka's consumer default; kafkajs's is 5 s). */
-  fetchMaxWaitMs?: number;
 }
 
 type Retry = Required<RetrySettings>;
@@ -159,7 +145,6 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
   let producer: Producer | undefined;
   let admin: Admin | undefined;
   const subscriptions = new Set<Subscription>();
-  let closed = false;
 
   function getProducer(): Producer {
     producer ??= new Producer({ ...base, idempotent: true, acks: ProduceAcks.ALL, autocreateTopics: false, partitioner });
@@ -180,6 +165,7 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
 
   const queue = createProduceQueue({
     logger: log,
+    maxBatchBytes,
     maxFlushBytes,
     lingerMs: opts.lingerMs ?? 0,
     lingerBytes: Math.min(opts.lingerBytes ?? 16 * 1024, maxFlushBytes),
@@ -537,13 +523,7 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
     kind: 'kafka',
 
     produce(topic, messages) {
-      if (closed) return Promise.reject(new OrreryError('BUS_CLOSED', 'the bus is closed', { retriable: false }));
-      if (messages.length === 0) return Promise.resolve();
-      try {
-        return queue.enqueue(topic, splitProduce(topic, messages, maxBatchBytes, maxFlushBytes));
-      } catch (err) {
-        return Promise.reject(err);
-      }
+      return queue.produce(topic, messages);
     },
 
     consume,
@@ -598,22 +578,17 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
       );
     },
 
-    async ping() {
-      try {
-        const md = await getAdmin().metadata({ forceUpdate: true });
-        return md.brokers.size > 0;
-      } catch {
-        return false;
-      }
-    },
+    ping: () =>
+      getAdmin()
+        .metadata({ forceUpdate: true })
+        .then(
+          (md) => md.brokers.size > 0,
+          () => false,
+        ),
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      await queue.drain();
-      await Promise.all([...subscriptions].map((s) => s.stop()));
+    close: kafkaBusCloser(queue, subscriptions, async () => {
       await producer?.close(true).catch(() => {});
       await admin?.close().catch(() => {});
-    },
+    }),
   };
 }
