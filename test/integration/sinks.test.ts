@@ -66,6 +66,25 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     expect(metrics).toContain('orrery_sink_delivery_latency_seconds_bucket');
   });
 
+  it('KAFKA_CLIENT=platformatic: ingest, router and sinks on @platformatic/kafka deliver every event once, in order per user', async () => {
+    const receiver = await startReceiver({ respond: (call) => (call <= 3 ? 503 : 200) });
+    closers.push(receiver.close);
+    const { env } = await platform(receiver.url, { KAFKA_CLIENT: 'platformatic' });
+    const orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    // The process says which client its bus uses (and it is not the default).
+    expect(orrery.logs.some((l) => l.component === 'adapters' && l.adapter === 'kafka' && l.client === 'platformatic')).toBe(true);
+    const tag = uniqueName('plt');
+    const events = Array.from({ length: 40 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % 4}`, messageId: `${tag}-${i}`, properties: { n: i } }));
+    await sendBatch(orrery.url, events.slice(0, 20));
+    await sendBatch(orrery.url, events.slice(20));
+    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 40, { timeoutMs: 120_000, what: 'all 40 events accepted' });
+    const accepted = receiver.accepted();
+    expect(accepted).toHaveLength(40);
+    expectPerUserOrder(accepted, tag, 4, 10);
+    expect(await deadLetterCount(env)).toBe(0);
+  });
+
   it('a receiver with nothing listening for a while, then up: every event delivered once, in order, no dead letter', async () => {
     const port = await freePort();
     const { env } = await platform(`http://127.0.0.1:${port}/collect`);
