@@ -1,27 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKafkaBus } from '../../core/bus/kafka.ts';
-import type { KafkaClientOptions } from '../../core/bus/kafka-common.ts';
-import { createPlatformaticBus } from '../../core/bus/platformatic.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import type { OrreryError } from '../../core/errors.ts';
 import { busContract } from '../contracts/bus.ts';
-import { serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
-
-type Extra = Partial<Omit<KafkaClientOptions, 'brokers' | 'clientId' | 'logger'>>;
-
-/** Both Kafka clients (core/config.ts `kafka.client`), against the real Kafka. */
-const clients: Array<{ label: string; create: (clientId: string, extra?: Extra) => Bus }> = [
-  {
-    label: 'kafka',
-    create: (clientId, extra = {}) =>
-      createKafkaBus({ brokers: serviceEnv('KAFKA_BROKERS').split(','), clientId, logger: testLogger(), retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 }, ...extra }),
-  },
-  {
-    label: 'kafka (@platformatic/kafka)',
-    create: (clientId, extra = {}) =>
-      createPlatformaticBus({ brokers: serviceEnv('KAFKA_BROKERS').split(','), clientId, logger: testLogger(), retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 }, ...extra }),
-  },
-];
+import { uniqueName, waitFor } from '../helpers/index.ts';
+import { kafkaClients as clients } from '../helpers/kafka-clients.ts';
 
 for (const client of clients) {
   busContract(client.label, async () => client.create('orrery-contract'));
