@@ -26,6 +26,9 @@
  *   either way), fetches on their own connections (a long poll does not delay heartbeats and
  *   commits), isolation read_committed (as kafkajs), session 30 s, rebalance 60 s, heartbeat
  *   3 s (kafkajs's). The request timeout of consumers is at least the fetch wait + 5 s.
+ *   The library gives JoinGroup no longer timeout than other requests (kafkajs: the
+ *   rebalance timeout), so a join blocked by a member that died without leaving times out
+ *   and is retried until that member's session expires (not tested here).
  * - Broker outage: the producer retries `retry.retries` times with the same backoff shape as
  *   kafkajs (100 ms doubling to 2 s by default), then `produce` rejects with the retriable
  *   BUS_UNAVAILABLE (network and timeout errors, or any retriable Kafka error code). The
