@@ -28,10 +28,17 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
 
   let bus: Bus;
   if (config.kafka.brokers) {
-    const { clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxMessageBytes } = config.kafka;
-    const { createKafkaBus } = await import('./bus/kafka.ts');
-    bus = createKafkaBus({ brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxBatchBytes: maxMessageBytes });
-    log.info({ adapter: 'kafka', brokers: config.kafka.brokers }, 'bus: Apache Kafka');
+    const { client, clientId, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxMessageBytes } = config.kafka;
+    const options = { brokers: [...config.kafka.brokers], clientId, logger, lingerMs, fetchMinBytes, fetchMaxWaitMs, maxBatchBytes: maxMessageBytes };
+    if (client === 'platformatic') {
+      const { createPlatformaticBus } = await import('./bus/platformatic.ts');
+      bus = createPlatformaticBus(options);
+    } else {
+      const { createKafkaBus } = await import('./bus/kafka.ts');
+      bus = createKafkaBus(options);
+    }
+    const library = client === 'platformatic' ? '@platformatic/kafka' : 'kafkajs';
+    log.info({ adapter: 'kafka', client, brokers: config.kafka.brokers }, `bus: Apache Kafka (client: ${library}; set KAFKA_CLIENT to change)`);
   } else {
     const dir = join(config.dataDir, 'bus');
     const { createEmbeddedBus } = await import('./bus/embedded.ts');

@@ -16,6 +16,12 @@ describe('loadConfig', () => {
     expect(config.log.level).toBe('info');
     expect(config.kafka.brokers).toBeUndefined();
     expect(config.kafka.topics).toEqual({ partitions: 6, replicationFactor: 1 });
+    expect(config.kafka.client).toBe('kafkajs');
+  });
+
+  it('reads the Kafka client from KAFKA_CLIENT, and refuses one it does not know', () => {
+    expect(loadConfig({ env: { KAFKA_CLIENT: 'platformatic' } }).kafka.client).toBe('platformatic');
+    expect(() => loadConfig({ env: { KAFKA_CLIENT: 'rdkafka' } })).toThrow(ConfigError);
   });
 
   it('reads env, splitting lists and coercing numbers', () => {

@@ -41,6 +41,12 @@ export const ConfigSchema = z.strictObject({
       /** Absent: no Kafka is configured (later: the embedded bus). */
       brokers: z.array(hostPort).min(1).optional(),
       clientId: z.string().min(1).default('orrery'),
+      /**
+       * Which Kafka client the bus uses: kafkajs (core/bus/kafka.ts) or @platformatic/kafka
+       * (core/bus/platformatic.ts). Both keep the same contract and put a key on the same
+       * partition; their consumer groups cannot be mixed (switch every replica at once).
+       */
+      client: z.enum(['kafkajs', 'platformatic']).default('kafkajs'),
       /** Prefix of every topic name, so that installations can share a cluster. */
       topicPrefix: z.string().regex(/^[a-zA-Z0-9._-]{1,50}$/, 'use [a-zA-Z0-9._-], at most 50 characters').default('orrery'),
       topics: z
@@ -206,6 +212,7 @@ export const ENV_MAP: ReadonlyArray<{ env: string; path: readonly string[]; list
   { env: 'HTTP_HEADERS_TIMEOUT_MS', path: ['http', 'headersTimeoutMs'] },
   { env: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], list: true },
   { env: 'KAFKA_CLIENT_ID', path: ['kafka', 'clientId'] },
+  { env: 'KAFKA_CLIENT', path: ['kafka', 'client'] },
   { env: 'KAFKA_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
   { env: 'KAFKA_TOPIC_PARTITIONS', path: ['kafka', 'topics', 'partitions'] },
   { env: 'KAFKA_REPLICATION_FACTOR', path: ['kafka', 'topics', 'replicationFactor'] },

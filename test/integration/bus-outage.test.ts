@@ -1,15 +1,16 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKafkaBus } from '../../core/bus/kafka.ts';
 import type { Bus } from '../../core/bus/types.ts';
 import { OrreryError } from '../../core/errors.ts';
-import { serviceCtl, serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
+import { serviceCtl, uniqueName, waitFor } from '../helpers/index.ts';
+import { kafkaClients } from '../helpers/kafka-clients.ts';
 
 /**
  * Stops the real Kafka in the middle of a produce loop. The adapter must report a
  * retriable error, and every message it acknowledged must be on the topic after Kafka
- * is back. This file stops the shared Kafka, so integration files run one at a time.
+ * is back. This file stops the shared Kafka (once per client), so integration files run
+ * one at a time.
  */
-describe('kafka bus: Kafka stops mid-produce', () => {
+describe.each(kafkaClients)('$label bus: Kafka stops mid-produce', ({ create }) => {
   const buses: Bus[] = [];
   afterAll(async () => {
     await serviceCtl('up', 'kafka');
@@ -17,10 +18,7 @@ describe('kafka bus: Kafka stops mid-produce', () => {
   });
 
   function bus(): Bus {
-    const b = createKafkaBus({
-      brokers: serviceEnv('KAFKA_BROKERS').split(','),
-      clientId: 'orrery-outage',
-      logger: testLogger(),
+    const b = create('orrery-outage', {
       // Fail fast while Kafka is down, as a caller with a deadline (ingest) would.
       retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 500 },
       requestTimeoutMs: 3_000,

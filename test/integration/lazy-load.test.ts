@@ -46,6 +46,8 @@ describe('orrery start ingest loads only what ingest uses', () => {
     expect(packages('@kubernetes/client-node')).toEqual([]);
     expect(packages('isomorphic-git')).toEqual([]);
     expect(packages('@electric-sql/pglite')).toEqual([]);
+    // The default Kafka client only: the other one (KAFKA_CLIENT=platformatic) is not loaded.
+    expect(packages('@platformatic/kafka')).toEqual([]);
     expect(loaded.filter((u) => /\/(gitops|pilot|sinks|router)\/main\.ts$/.test(u))).toEqual([]);
     const pid = ingest.orrery.child.pid!;
     console.info(`orrery start ingest: ${loaded.length} modules, RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB after one event (peak ${mib(pid, 'VmHWM').toFixed(0)} MiB)`);

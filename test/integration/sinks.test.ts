@@ -37,6 +37,18 @@ function expectPerUserOrder(accepted: Array<Record<string, unknown>>, tag: strin
   }
 }
 
+/**
+ * Sends `count` Tick events of `users` users (event i: user i % users, properties.n = i) in
+ * two batches, waits until the receiver accepted every messageId, and returns what it accepted.
+ */
+async function sendTicks(orrery: OrreryProcess, receiver: { accepted(): Array<Record<string, unknown>> }, tag: string, count: number, users: number) {
+  const events = Array.from({ length: count }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % users}`, messageId: `${tag}-${i}`, properties: { n: i } }));
+  await sendBatch(orrery.url, events.slice(0, count / 2));
+  await sendBatch(orrery.url, events.slice(count / 2));
+  await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === count, { timeoutMs: 120_000, what: `all ${count} events accepted` });
+  return receiver.accepted();
+}
+
 describe('sinks: delivery with retries, dead letters and replay', () => {
   const procs: OrreryProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -52,11 +64,7 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     const orrery = await startOrrery(['start'], env);
     procs.push(orrery);
     const tag = uniqueName('f');
-    const events = Array.from({ length: 60 }, (_, i) => ({ type: 'track', event: 'Tick', userId: `${tag}-u${i % 5}`, messageId: `${tag}-${i}`, properties: { n: i } }));
-    await sendBatch(orrery.url, events.slice(0, 30));
-    await sendBatch(orrery.url, events.slice(30));
-    await waitFor(() => new Set(receiver.accepted().map((b) => b.messageId)).size === 60, { timeoutMs: 120_000, what: 'all 60 events accepted' });
-    const accepted = receiver.accepted();
+    const accepted = await sendTicks(orrery, receiver, tag, 60, 5);
     expect(accepted).toHaveLength(60);
     expect(receiver.receipts.filter((r) => r.status === 503).length).toBe(6);
     expectPerUserOrder(accepted, tag, 5, 12);
@@ -64,6 +72,21 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     expect(metrics).toMatch(/orrery_sink_events_delivered_total\{destination="hook"[^}]*\} 60/);
     expect(metrics).toMatch(/orrery_sink_retries_total\{destination="hook"[^}]*\} \d+/);
     expect(metrics).toContain('orrery_sink_delivery_latency_seconds_bucket');
+  });
+
+  it('KAFKA_CLIENT=platformatic: ingest, router and sinks on @platformatic/kafka deliver every event once, in order per user', async () => {
+    const receiver = await startReceiver({ respond: (call) => (call <= 3 ? 503 : 200) });
+    closers.push(receiver.close);
+    const { env } = await platform(receiver.url, { KAFKA_CLIENT: 'platformatic' });
+    const orrery = await startOrrery(['start'], env);
+    procs.push(orrery);
+    // The process says which client its bus uses (and it is not the default).
+    expect(orrery.logs.some((l) => l.component === 'adapters' && l.adapter === 'kafka' && l.client === 'platformatic')).toBe(true);
+    const tag = uniqueName('plt');
+    const accepted = await sendTicks(orrery, receiver, tag, 40, 4);
+    expect(accepted).toHaveLength(40);
+    expectPerUserOrder(accepted, tag, 4, 10);
+    expect(await deadLetterCount(env)).toBe(0);
   });
 
   it('a receiver with nothing listening for a while, then up: every event delivered once, in order, no dead letter', async () => {
