@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchContext, Scenario, Services } from './lib/context.ts';
+import type { BenchContext, KafkaClientName, Scenario, Services } from './lib/context.ts';
 import { currentLoad, machineInfo, table, writeReport, type ScenarioReport } from './lib/report.ts';
 import { loadSettings } from './lib/settings.ts';
 import { nowMs } from './lib/stats.ts';
@@ -25,6 +25,61 @@ import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
  */
 
 const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory];
+
+/** Scenarios whose orrery processes talk to Kafka: each runs once per client of BENCH_KAFKA_CLIENTS. */
+const KAFKA_SCENARIOS = new Set(['ingest-track', 'ingest-batch', 'router', 'router-backlog', 'sink-webhook', 'e2e-latency', 'memory']);
+const KAFKA_CLIENTS: readonly KafkaClientName[] = ['kafkajs', 'platformatic'];
+
+/** BENCH_KAFKA_CLIENTS: the Kafka clients to measure, comma-separated; default both (issue #18). */
+function kafkaClients(): KafkaClientName[] {
+  const raw = (process.env.BENCH_KAFKA_CLIENTS ?? KAFKA_CLIENTS.join(',')).split(',').map((c) => c.trim()).filter(Boolean);
+  const bad = raw.filter((c) => !KAFKA_CLIENTS.includes(c as KafkaClientName));
+  if (bad.length > 0 || raw.length === 0) throw new Error(`BENCH_KAFKA_CLIENTS: ${bad.join(', ') || '(empty)'} is not one of ${KAFKA_CLIENTS.join(', ')}`);
+  return [...new Set(raw)] as KafkaClientName[];
+}
+
+/**
+ * One (scenario, client) pair to run. With two clients, each Kafka scenario runs with both,
+ * back to back, and the order flips from one scenario to the next (ABBA), so that neither
+ * client always gets the machine's later, warmer (or busier) minutes. Each run measures
+ * its own baseline beside it, so the clients are compared by their ratios.
+ */
+function plan(chosen: Scenario[], clients: KafkaClientName[]): Array<{ sc: Scenario; client?: KafkaClientName }> {
+  let flip = false;
+  return chosen.flatMap((sc) => {
+    if (!KAFKA_SCENARIOS.has(sc.name) || clients.length < 2) return [{ sc, ...(clients.length === 1 && KAFKA_SCENARIOS.has(sc.name) ? { client: clients[0]! } : {}) }];
+    const order = flip ? [...clients].reverse() : clients;
+    flip = !flip;
+    return order.map((client) => ({ sc, client }));
+  });
+}
+
+/**
+ * The clients side by side: each scenario's first metric as a ratio to its own baseline,
+ * per client, and the second client's ratio over the first's (above 1: the second is
+ * ahead on a throughput; on a latency or a memory figure, below 1 is better).
+ */
+function clientTable(reports: ScenarioReport[], clients: KafkaClientName[]): { text: string; rows: Array<Record<string, unknown>> } {
+  const [a, b] = clients as [KafkaClientName, KafkaClientName];
+  const rows: Array<Record<string, unknown>> = [];
+  for (const name of KAFKA_SCENARIOS) {
+    const ra = reports.find((r) => r.scenario === `${name}@${a}`);
+    const rb = reports.find((r) => r.scenario === `${name}@${b}`);
+    if (!ra || !rb) continue;
+    for (const ma of ra.metrics) {
+      const mb = rb.metrics.find((m) => m.metric === ma.metric);
+      if (!mb) continue;
+      const va = ma.ratio ?? ma.orrery.median;
+      const vb = mb.ratio ?? mb.orrery.median;
+      rows.push({ scenario: name, metric: `${ma.metric} [${ma.ratio === undefined ? ma.unit : `× ${ma.baseline?.name}`}]`, [a]: va, [b]: vb, [`${b} ÷ ${a}`]: vb / va });
+    }
+  }
+  const head = ['scenario', 'metric', a, b, `${b} ÷ ${a}`];
+  const cells = rows.map((r) => head.map((h) => (typeof r[h] === 'number' ? (r[h] as number).toFixed(3) : String(r[h]))));
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(widths[i]!)).join(' | ')} |`;
+  return { text: [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n'), rows };
+}
 const RESULTS = process.env.BENCH_RESULTS_DIR || fileURLToPath(new URL('./results/', import.meta.url));
 const SERVICES_UP = fileURLToPath(new URL('../test/services/up', import.meta.url));
 
@@ -66,13 +121,15 @@ async function main(argv: string[]): Promise<number> {
   }
   if (argv.includes('--table')) {
     // The table of the results already in RESULTS, without running anything.
-    const reports = SCENARIOS.flatMap((sc) => {
-      try {
-        return [JSON.parse(readFileSync(join(RESULTS, `${sc.name}.json`), 'utf8')) as ScenarioReport];
-      } catch {
-        return [];
-      }
-    });
+    const reports = SCENARIOS.flatMap((sc) =>
+      [sc.name, ...KAFKA_CLIENTS.map((c) => `${sc.name}@${c}`)].flatMap((name) => {
+        try {
+          return [JSON.parse(readFileSync(join(RESULTS, `${name}.json`), 'utf8')) as ScenarioReport];
+        } catch {
+          return [];
+        }
+      }),
+    );
     process.stdout.write(`${table(reports)}\n`);
     return 0;
   }
@@ -83,18 +140,20 @@ async function main(argv: string[]): Promise<number> {
   }
   const chosen = argv.length > 0 ? SCENARIOS.filter((s) => argv.includes(s.name)) : SCENARIOS.filter((s) => !s.onlyWhenNamed);
   const settings = loadSettings();
+  const clients = kafkaClients();
   const svc = services();
   const runId = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const tmpDir = mkdtempSync(join(tmpdir(), 'orrery-bench-'));
   const { cores, cpuModel } = machineInfo();
-  log(`orrery bench ${runId}: ${chosen.map((s) => s.name).join(', ')} (node ${process.version}, ${cores} cores; ${JSON.stringify(settings)})`);
+  log(`orrery bench ${runId}: ${chosen.map((s) => s.name).join(', ')} (node ${process.version}, ${cores} cores; Kafka clients ${clients.join(', ')}; ${JSON.stringify(settings)})`);
 
   const reports: ScenarioReport[] = [];
   const failed: string[] = [];
   try {
-    for (const sc of chosen) {
-      log(`\n== ${sc.name}: ${sc.description}`);
-      const ctx: BenchContext = { scenario: sc.name, settings, services: svc, runId, tmpDir, profileDir: join(RESULTS, 'profiles'), log };
+    for (const { sc, client } of plan(chosen, clients)) {
+      const name = client && clients.length > 1 ? `${sc.name}@${client}` : sc.name;
+      log(`\n== ${name}: ${sc.description}${client ? ` (Kafka client: ${client})` : ''}`);
+      const ctx: BenchContext = { scenario: name, settings, services: svc, runId: client ? `${runId}${client.slice(0, 2)}` : runId, tmpDir, profileDir: join(RESULTS, 'profiles'), log, ...(client ? { kafkaClient: client } : {}) };
       // One more try after a failure: on a shared machine another job may restart Kafka
       // (the outage tests do) in the middle of a scenario.
       for (let attempt = 1; attempt <= 2; attempt++) {
@@ -103,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
         try {
           const out = await sc.run(attempt === 1 ? ctx : { ...ctx, runId: `${runId}x${attempt}` });
           const report: ScenarioReport = {
-            scenario: sc.name,
+            scenario: name,
             description: sc.description,
             date: new Date().toISOString(),
             node: process.version,
@@ -119,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
           break;
         } catch (err) {
           log(`   FAILED (attempt ${attempt}/2): ${(err as Error).stack ?? String(err)}`);
-          if (attempt === 2) failed.push(sc.name);
+          if (attempt === 2) failed.push(name);
           else await new Promise((r) => setTimeout(r, 10_000));
         }
       }
@@ -127,7 +186,14 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     rmSync(tmpDir, { recursive: true, force: true });
   }
-  const text = table(reports);
+  let text = table(reports);
+  if (clients.length > 1) {
+    const compared = clientTable(reports, clients);
+    if (compared.rows.length > 0) {
+      text += `\n\nKafka clients, each scenario's figures as ratios to its own baseline:\n\n${compared.text}`;
+      writeFileSync(join(RESULTS, 'kafka-clients.json'), `${JSON.stringify({ date: new Date().toISOString(), clients, rows: compared.rows }, null, 2)}\n`);
+    }
+  }
   process.stdout.write(`\n${text}\n`);
   if (reports.length > 0) writeFileSync(join(RESULTS, 'last-table.md'), `${text}\n`);
   if (failed.length > 0) {

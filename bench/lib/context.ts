@@ -15,8 +15,12 @@ export interface BenchContext {
   runId: string;
   tmpDir: string;
   profileDir: string;
+  /** The Kafka client of the orrery processes this run starts (KAFKA_CLIENT); default kafkajs. */
+  kafkaClient?: KafkaClientName;
   log(msg: string): void;
 }
+
+export type KafkaClientName = 'kafkajs' | 'platformatic';
 
 export interface Scenario {
   name: string;

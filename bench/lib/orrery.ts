@@ -97,6 +97,7 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     // (dead letters only, none expected).
     DATABASE_URL: databaseUrl ?? '',
     DATABASE_SCHEMA: schema,
+    KAFKA_CLIENT: ctx.kafkaClient ?? 'kafkajs',
     ...o.env,
   };
   if (ctx.settings.profile) {
