@@ -38,6 +38,8 @@ export interface OrreryOptions {
   /** Name of the CPU profile folder, when profiling. */
   label: string;
   env?: Record<string, string>;
+  /** Node flags for this process, after BENCH_NODE_OPTIONS (e.g. the memory probe's --import). */
+  nodeOptions?: string[];
 }
 
 export interface RunningOrrery {
@@ -100,11 +102,14 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     KAFKA_CLIENT: ctx.kafkaClient ?? 'kafkajs',
     ...o.env,
   };
+  const nodeOptions = [process.env.NODE_OPTIONS ?? '', ctx.settings.nodeOptions, ...(o.nodeOptions ?? [])];
   if (ctx.settings.profile) {
     const profDir = join(ctx.profileDir, ctx.scenario, o.label);
     mkdirSync(profDir, { recursive: true });
-    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`.trim();
+    nodeOptions.push(`--cpu-prof --cpu-prof-dir=${profDir}`);
   }
+  const joined = nodeOptions.filter(Boolean).join(' ');
+  if (joined) env.NODE_OPTIONS = joined;
   const proc = await startOrrery(['start', ...o.components], env);
   const child = proc.child;
   return {

@@ -28,6 +28,12 @@ export interface Settings {
   e2eDurationS: number;
   /** Upper bound on any one wait (a drain, a delivery), seconds (BENCH_TIMEOUT_S). */
   timeoutS: number;
+  /** Seconds of ingest-batch load per run of the memory scenario (BENCH_MEMORY_LOAD_S). */
+  memoryLoadS: number;
+  /**
+   * Node flags of every orrery child (BENCH_NODE_OPTIONS), e.g. `--max-semi-space-size=2`.
+   */
+  nodeOptions: string;
   /** Write a CPU profile of every orrery child (BENCH_PROFILE=1). */
   profile: boolean;
   /** Leave the bench's Kafka topics in place (BENCH_KEEP_TOPICS=1). */
@@ -58,6 +64,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     e2eRate: num(env, 'BENCH_E2E_RATE', 1_000),
     e2eDurationS: num(env, 'BENCH_E2E_DURATION_S', 10),
     timeoutS: num(env, 'BENCH_TIMEOUT_S', 120),
+    memoryLoadS: num(env, 'BENCH_MEMORY_LOAD_S', 10),
+    nodeOptions: (env.BENCH_NODE_OPTIONS ?? '').trim(),
     profile: flag(env.BENCH_PROFILE),
     keepTopics: flag(env.BENCH_KEEP_TOPICS),
   };
