@@ -131,13 +131,42 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
   };
 }
 
-/** Peak and current resident set size of a process, in MiB (Linux /proc). */
-export function memoryOf(pid: number): { hwmMiB: number; rssMiB: number } | undefined {
+/**
+ * Peak and current resident set size of a process, in MiB (Linux /proc), and what the
+ * current one is: anonymous memory (heap, buffers, malloc) and mapped files (node's own code).
+ */
+export function memoryOf(pid: number): { hwmMiB: number; rssMiB: number; anonMiB: number; fileMiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-    return { hwmMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
+    return { hwmMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024, anonMiB: kb('RssAnon') / 1024, fileMiB: kb('RssFile') / 1024 };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Resident MiB of a process by kind of mapping (/proc/<pid>/smaps): `file` (node's code and
+ * other mapped files), `brk` (the malloc heap, `[heap]`), `anon` (anonymous mappings: V8's
+ * heap pages, large malloc blocks, WebAssembly memory, thread stacks), `other`.
+ */
+export function mappingsOf(pid: number): Record<'file' | 'brk' | 'anon' | 'other', number> | undefined {
+  let smaps: string;
+  try {
+    smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out = { file: 0, brk: 0, anon: 0, other: 0 };
+  let kind: keyof typeof out = 'other';
+  for (const line of smaps.split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1]!;
+      kind = name.startsWith('/') ? 'file' : name === '[heap]' ? 'brk' : name === '' || name.startsWith('[anon') ? 'anon' : 'other';
+    } else if (line.startsWith('Rss:')) {
+      out[kind] += Number(/(\d+)/.exec(line)?.[1] ?? 0) / 1024;
+    }
+  }
+  return out;
 }

@@ -6,7 +6,7 @@ import { childScript, startChild, type Child } from '../lib/child.ts';
 import type { BenchContext, Scenario } from '../lib/context.ts';
 import { AUTH_HEADER, batchBody } from '../lib/events.ts';
 import { BenchKafka } from '../lib/kafka.ts';
-import { memoryOf, startOrreryProcess, type OrreryOptions, type RunningOrrery } from '../lib/orrery.ts';
+import { mappingsOf, memoryOf, startOrreryProcess, type OrreryOptions, type RunningOrrery } from '../lib/orrery.ts';
 import { row, type MetricRow } from '../lib/report.ts';
 import { pollUntil, sleep, summarize } from '../lib/stats.ts';
 import { topicNames } from '../../core/topics.ts';
@@ -35,6 +35,11 @@ interface Reading {
   /** VmRSS now and VmHWM (the highest RSS since the start), MiB. */
   rssMiB: number;
   hwmMiB: number;
+  /** Of VmRSS now: anonymous memory and mapped files (node's code). */
+  anonMiB: number;
+  fileMiB: number;
+  /** VmRSS now by kind of mapping (file, malloc's brk heap, anonymous, other), MiB. */
+  mappingsMiB?: ReturnType<typeof mappingsOf>;
   /** process.memoryUsage() and V8's spaces inside the process: now, and at its highest RSS. */
   now?: ProbeSample;
   atPeak?: ProbeSample;
@@ -61,11 +66,12 @@ function read(p: Probed): Reading {
   } catch {
     // Not written yet: /proc has the figures that count.
   }
-  return { rssMiB: m.rssMiB, hwmMiB: m.hwmMiB, ...(probe.now ? { now: probe.now } : {}), ...(probe.peak ? { atPeak: probe.peak } : {}) };
+  return { ...m, mappingsMiB: mappingsOf(p.proc.pid), ...(probe.now ? { now: probe.now } : {}), ...(probe.peak ? { atPeak: probe.peak } : {}) };
 }
 
 const brief = (s: ProbeSample | undefined) =>
   s ? `rss ${s.rssMiB} = heap ${s.heapTotalMiB} (used ${s.heapUsedMiB}; new space ${s.spaceSizeMiB.new_space ?? '?'}) + external ${s.externalMiB} (arrayBuffers ${s.arrayBuffersMiB}) + other` : 'no probe sample';
+const mapped = (r: Reading) => (r.mappingsMiB ? Object.entries(r.mappingsMiB).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ') : '?');
 
 interface LoadedRun {
   run: number;
@@ -104,7 +110,9 @@ export const scenario: Scenario = {
         const r = await loadedRun(ctx, kafka, receiver, body, run);
         runs.push(r);
         ctx.log(`  run ${run}/${s.runs}: ${Math.round(r.eventsPerSec)} events/s into ingest for ${s.memoryLoadS} s, drained in ${Math.round(r.drainMs)} ms ${JSON.stringify(r.counts)}; gitops idle ${gitops.at(-1)!.rssMiB.toFixed(0)} MiB`);
-        for (const c of LOADED) ctx.log(`    ${c}: idle ${r.idle[c].rssMiB.toFixed(0)} MiB (hwm ${r.idle[c].hwmMiB.toFixed(0)}), peak ${r.peak[c].hwmMiB.toFixed(0)} MiB; at peak: ${brief(r.peak[c].atPeak)}`);
+        for (const c of LOADED) {
+          ctx.log(`    ${c}: idle ${r.idle[c].rssMiB.toFixed(0)} MiB (hwm ${r.idle[c].hwmMiB.toFixed(0)}; ${mapped(r.idle[c])}), peak ${r.peak[c].hwmMiB.toFixed(0)} MiB; at peak: ${brief(r.peak[c].atPeak)}; after the drain: ${mapped(r.peak[c])}`);
+        }
         if (!r.drained) notes.push(`run ${run}: the sink delivered ${r.counts.delivered} of ${r.counts.ingested} events within ${s.timeoutS} s`);
         const bad = r.load.non2xx + r.load.errors + r.load.timeouts;
         if (bad > 0) notes.push(`run ${run}: ingest answered ${bad} requests with a non-2xx, an error or a timeout`);
