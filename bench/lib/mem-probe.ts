@@ -2,7 +2,7 @@
  * Preloaded into an orrery child by the memory scenario (`node --import`, via NODE_OPTIONS):
  * samples `process.memoryUsage()` and V8's heap spaces every 200 ms and keeps, in the file
  * named by ORRERY_MEM_PROBE, the latest sample and the one taken at the highest RSS so far.
- * Where the resident memory is, at the peak:
+ * Also the process's CPU seconds so far, so that a lever's CPU cost shows. Where the resident memory is, at the peak:
  * V8's heap (and which space), buffers outside it (external, arrayBuffers), the rest (code,
  * Node's own, the allocator's free lists). Costs one timer; allocates next to nothing.
  */
@@ -15,7 +15,8 @@ if (file) {
   const sample = () => {
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, MiB(s.space_size)]));
-    return { at: Date.now(), rssMiB: MiB(m.rss), heapTotalMiB: MiB(m.heapTotal), heapUsedMiB: MiB(m.heapUsed), externalMiB: MiB(m.external), arrayBuffersMiB: MiB(m.arrayBuffers), spaceSizeMiB: spaces };
+    const cpu = process.cpuUsage();
+    return { at: Date.now(), cpuS: (cpu.user + cpu.system) / 1e6, rssMiB: MiB(m.rss), heapTotalMiB: MiB(m.heapTotal), heapUsedMiB: MiB(m.heapUsed), externalMiB: MiB(m.external), arrayBuffersMiB: MiB(m.arrayBuffers), spaceSizeMiB: spaces };
   };
   let peak = sample();
   const timer = setInterval(() => {

@@ -23,6 +23,8 @@ const PROBE = fileURLToPath(new URL('../lib/mem-probe.ts', import.meta.url));
 const GITOPS_ADMIN_TOKEN = 'bench-admin-token-0001-abcdef';
 
 interface ProbeSample {
+  /** CPU seconds (user + system) the process has used so far. */
+  cpuS: number;
   rssMiB: number;
   heapTotalMiB: number;
   heapUsedMiB: number;
@@ -127,6 +129,9 @@ export const scenario: Scenario = {
       }
       metrics.push(row('gitops idle RSS', 'MiB', summarize(gitops.map((g) => g.rssMiB)), undefined, { on: 'orrery', op: '<', value: MEMORY_TARGETS.gitopsIdle }));
       metrics.push(row('load: events/s into ingest', 'events/s', mib((r) => r.eventsPerSec)));
+      // CPU per event, from idle to the end of the drain: what a memory lever costs in work,
+      // steadier than a rate on a shared machine.
+      for (const c of LOADED) metrics.push(row(`${c} CPU per 1,000 events`, 'ms', mib((r) => ((r.peak[c].now?.cpuS ?? Number.NaN) - (r.idle[c].now?.cpuS ?? Number.NaN)) * 1e6 / r.counts.ingested)));
       return {
         metrics,
         settings: {
