@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
 /**
  * Bench settings, from env with quick defaults (the whole suite takes a few minutes).
  * Every figure is a ratio against a baseline measured in the same run, so the defaults
@@ -31,7 +34,8 @@ export interface Settings {
   /** Seconds of ingest-batch load per run of the memory scenario (BENCH_MEMORY_LOAD_S). */
   memoryLoadS: number;
   /**
-   * Node flags of every orrery child (BENCH_NODE_OPTIONS), e.g. `--max-semi-space-size=2`.
+   * Node flags of every orrery child (BENCH_NODE_OPTIONS): by default those of bin/node-flags,
+   * which ./orrery and `npm start` pass, so that the bench measures what a user runs.
    */
   nodeOptions: string;
   /** Write a CPU profile of every orrery child (BENCH_PROFILE=1). */
@@ -46,6 +50,15 @@ function num(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 1): n
   const n = Number(raw);
   if (!Number.isFinite(n) || n < min) throw new Error(`${name}=${raw}: expected a number ≥ ${min}`);
   return n;
+}
+
+/** The flags of bin/node-flags (comments left out), as ./orrery passes them to node. */
+export function launcherFlags(): string {
+  const file = fileURLToPath(new URL('../../bin/node-flags', import.meta.url));
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#'))
+    .join(' ');
 }
 
 const flag = (v: string | undefined) => v !== undefined && v !== '' && v !== '0' && v !== 'false';
@@ -65,7 +78,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     e2eDurationS: num(env, 'BENCH_E2E_DURATION_S', 10),
     timeoutS: num(env, 'BENCH_TIMEOUT_S', 120),
     memoryLoadS: num(env, 'BENCH_MEMORY_LOAD_S', 10),
-    nodeOptions: (env.BENCH_NODE_OPTIONS ?? '').trim(),
+    nodeOptions: (env.BENCH_NODE_OPTIONS ?? launcherFlags()).trim(),
     profile: flag(env.BENCH_PROFILE),
     keepTopics: flag(env.BENCH_KEEP_TOPICS),
   };
