@@ -140,7 +140,7 @@ export const scenario: Scenario = {
           connections: s.connections,
           batchSize: s.batchSize,
           partitions: s.partitions,
-          kafkaClient: process.env.KAFKA_CLIENT || 'kafkajs',
+          kafkaClient: ctx.kafkaClient ?? 'kafkajs',
           nodeOptions: s.nodeOptions,
           targetsMiB: MEMORY_TARGETS,
           idleMeans: `VmRSS ${SETTLE_MS} ms after /healthz answers (gitops: after its first sync)`,
