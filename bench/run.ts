@@ -67,7 +67,8 @@ function clientTable(reports: ScenarioReport[], clients: KafkaClientName[]): { t
     const rb = reports.find((r) => r.scenario === `${name}@${b}`);
     if (!ra || !rb) continue;
     for (const ma of ra.metrics) {
-      const mb = rb.metrics.find((m) => m.metric === ma.metric);
+      // A metric can appear twice, against two baselines (req/s vs hono, vs node:http).
+      const mb = rb.metrics.find((m) => m.metric === ma.metric && m.baseline?.name === ma.baseline?.name);
       if (!mb) continue;
       const va = ma.ratio ?? ma.orrery.median;
       const vb = mb.ratio ?? mb.orrery.median;

@@ -16,7 +16,7 @@ describe('loadConfig', () => {
     expect(config.log.level).toBe('info');
     expect(config.kafka.brokers).toBeUndefined();
     expect(config.kafka.topics).toEqual({ partitions: 6, replicationFactor: 1 });
-    expect(config.kafka.client).toBe('kafkajs');
+    expect(config.kafka.client).toBe('platformatic');
   });
 
   it('reads the Kafka client from KAFKA_CLIENT, and refuses one it does not know', () => {

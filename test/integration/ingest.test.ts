@@ -49,7 +49,7 @@ describe('ingest against real Kafka', () => {
 
   it('logs which adapters are in use at start', () => {
     const messages = orrery.logs.map((l) => String(l.msg));
-    expect(messages).toContain('bus: Apache Kafka');
+    expect(messages).toContain('bus: Apache Kafka (client: @platformatic/kafka; set KAFKA_CLIENT to change)');
     expect(messages).toContain('cache/limiter: Redis');
     expect(JSON.stringify(orrery.logs)).not.toContain(writeKey);
     // No warning at start: kafkajs's TimeoutNegativeWarning on Node >= 23 is fixed at its

@@ -74,15 +74,15 @@ describe('sinks: delivery with retries, dead letters and replay', () => {
     expect(metrics).toContain('orrery_sink_delivery_latency_seconds_bucket');
   });
 
-  it('KAFKA_CLIENT=platformatic: ingest, router and sinks on @platformatic/kafka deliver every event once, in order per user', async () => {
+  it('KAFKA_CLIENT=kafkajs: ingest, router and sinks on kafkajs (the other client) deliver every event once, in order per user', async () => {
     const receiver = await startReceiver({ respond: (call) => (call <= 3 ? 503 : 200) });
     closers.push(receiver.close);
-    const { env } = await platform(receiver.url, { KAFKA_CLIENT: 'platformatic' });
+    const { env } = await platform(receiver.url, { KAFKA_CLIENT: 'kafkajs' });
     const orrery = await startOrrery(['start'], env);
     procs.push(orrery);
     // The process says which client its bus uses (and it is not the default).
-    expect(orrery.logs.some((l) => l.component === 'adapters' && l.adapter === 'kafka' && l.client === 'platformatic')).toBe(true);
-    const tag = uniqueName('plt');
+    expect(orrery.logs.some((l) => l.component === 'adapters' && l.adapter === 'kafka' && l.client === 'kafkajs')).toBe(true);
+    const tag = uniqueName('kjs');
     const accepted = await sendTicks(orrery, receiver, tag, 40, 4);
     expect(accepted).toHaveLength(40);
     expectPerUserOrder(accepted, tag, 4, 10);
