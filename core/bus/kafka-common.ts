@@ -49,15 +49,37 @@ export interface KafkaClientOptions {
 }
 
 /** A failed write as the bus reports it: retriable `BUS_UNAVAILABLE` or final `BUS_PRODUCE_REJECTED`. */
+/**
+ * An error's message with the reasons nested in it: @platformatic/kafka reports a refused
+ * write as "Producing messages failed." and keeps the broker's words ("The request included
+ * a message larger than the max message size …") two levels down, in `errors`.
+ */
+export function errorText(err: unknown): string {
+  const top = (err as Error | undefined)?.message ?? String(err);
+  const reasons: string[] = [];
+  const walk = (e: unknown, depth: number): void => {
+    if (!e || typeof e !== 'object' || depth > 6) return;
+    const nested = [...((e as { errors?: unknown[] }).errors ?? []), ...((e as { cause?: unknown }).cause ? [(e as { cause: unknown }).cause] : [])];
+    if (nested.length === 0) {
+      const m = (e as Error).message;
+      if (m && m !== top && !reasons.includes(m)) reasons.push(m);
+      return;
+    }
+    for (const n of nested) walk(n, depth + 1);
+  };
+  walk(err, 0);
+  return reasons.length > 0 ? `${top} ${reasons.join('; ')}` : top;
+}
+
 export function wrapProduceError(err: unknown, topic: string, unavailable: boolean): OrreryError {
   if (unavailable) {
-    return new OrreryError('BUS_UNAVAILABLE', `kafka did not acknowledge the write to ${topic}: ${(err as Error).message}`, {
+    return new OrreryError('BUS_UNAVAILABLE', `kafka did not acknowledge the write to ${topic}: ${errorText(err)}`, {
       retriable: true,
       cause: err,
       status: 503,
     });
   }
-  return new OrreryError('BUS_PRODUCE_REJECTED', `kafka refused the write to ${topic}: ${(err as Error).message}`, {
+  return new OrreryError('BUS_PRODUCE_REJECTED', `kafka refused the write to ${topic}: ${errorText(err)}`, {
     retriable: false,
     cause: err,
   });

@@ -1,7 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
+import { AssignerProtocol, ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { updateControlPlane } from '../../core/control-plane-pg.ts';
@@ -340,11 +340,24 @@ describe('router against real Kafka, Redis and Postgres', () => {
     const users = 20;
     const perUser = 50;
     const rec = await recordTopics(w.bus, [w.topics.destination('hook')]);
-    // Wait for both to have joined: each owns partitions once the group settles.
+    // Wait for both to have joined: each owns partitions once the group settles. The log
+    // line comes when a router subscribes; its share arrives with the rebalance after, so
+    // the group itself is asked (a client rejoins on its next heartbeat, ~3 s).
     await waitFor(async () => {
       const lines = [...a.logs, ...b.logs].map((l) => String(l.msg));
       return lines.filter((m) => m === 'router consuming').length === 2;
     }, { what: 'both routers consuming' });
+    const admin = new Kafka({ clientId: 'it-router-admin', brokers: serviceEnv('KAFKA_BROKERS').split(','), logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      await waitFor(async () => {
+        const [group] = (await admin.describeGroups([w.env.ROUTER_GROUP!])).groups;
+        const shares = (group?.members ?? []).map((m) => Object.values(AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment ?? {}).flat().length);
+        return group?.state === 'Stable' && shares.length === 2 && shares.every((n) => n > 0);
+      }, { timeoutMs: 60_000, what: 'a stable group in which both routers own partitions' });
+    } finally {
+      await admin.disconnect();
+    }
     for (let n = 0; n < perUser; n++) {
       await produce(w, Array.from({ length: users }, (_, u) => event({ userId: `${run}-u${u}`, messageId: `${run}-u${u}-${n}`, properties: { n } })));
     }
