@@ -148,10 +148,10 @@ export const ConfigSchema = z.strictObject({
       maxAgeMs: z.coerce.number().int().min(1).default(3 * 60 * 60 * 1000),
       backoffInitialMs: z.coerce.number().int().min(1).default(500),
       /**
-       * An event still failing this long after its first attempt moves to the park (a table
-       * in the store) with its user's later events, and retries from there in order, so the
-       * other users of its partition flow on. While the breaker is open only its trials
-       * fail, so a destination that is down for everyone parks about one user per trial.
+       * An event still failing this long after its first attempt, while its destination
+       * has taken other calls since, moves to the park (a table in the store) with its
+       * user's later events, and retries from there in order, so the other users of its
+       * partition flow on. A destination down for everyone parks nothing.
        */
       parkAfterMs: z.coerce.number().int().min(1).default(30_000),
       /** Past this many parked events per destination, a failing user waits in place instead. */

@@ -129,6 +129,8 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   const destId = opts.destination.id;
   const dedupKey = (e: Envelope) => `sink:${destId}:${e.sourceId}:${e.messageId}`;
 
+  /** When the destination last took a call: a failing event is parked only if it took others since. */
+  let lastSuccessAt = -Infinity;
   /** The half-open trial in flight, if any: while it runs, the others wait for its outcome. */
   let trial: Promise<void> | undefined;
   /** Aborted (and replaced) when the breaker closes after being open: ends the lanes' backoffs. */
@@ -191,6 +193,7 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       }
       throw err;
     }
+    lastSuccessAt = now();
     breaker.success();
   }
 
@@ -268,7 +271,10 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
         }
         opts.metrics?.retried(destId);
         await hooks.failed?.();
-        if (hooks.park && now() - item.firstAttemptAt >= parkAfterMs && (await hooks.park())) return 'parked';
+        // Parked only when the failure is this event's own: the destination has taken other
+        // calls since it first failed. Down for everyone, nothing is parked: Kafka holds the
+        // backlog, and the breaker's trials find the way back.
+        if (hooks.park && now() - item.firstAttemptAt >= parkAfterMs && lastSuccessAt > item.firstAttemptAt && (await hooks.park())) return 'parked';
         log.debug({ err: e, messageId: item.event.messageId, attempts: item.attempts }, 'delivery failed: retrying');
         // An open breaker schedules the next try for every lane at once (attempt() waits
         // on it); a closed one leaves it to this event's own backoff, cut short if the
