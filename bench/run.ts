@@ -68,11 +68,16 @@ function clientTable(reports: ScenarioReport[], clients: KafkaClientName[]): { t
     if (!ra || !rb) continue;
     for (const ma of ra.metrics) {
       // A metric can appear twice, against two baselines (req/s vs hono, vs node:http).
-      const mb = rb.metrics.find((m) => m.metric === ma.metric && m.baseline?.name === ma.baseline?.name);
+      // Each client's baseline can be its own (the router's relay): then the row compares
+      // what each costs over its own client.
+      const same = rb.metrics.find((m) => m.metric === ma.metric && m.baseline?.name === ma.baseline?.name);
+      const own = same ? undefined : rb.metrics.find((m) => m.metric === ma.metric && m.baseline && ma.baseline && !ra.metrics.some((x) => x.metric === m.metric && x.baseline?.name === m.baseline?.name));
+      const mb = same ?? own;
       if (!mb) continue;
       const va = ma.ratio ?? ma.orrery.median;
       const vb = mb.ratio ?? mb.orrery.median;
-      rows.push({ scenario: name, metric: `${ma.metric} [${ma.ratio === undefined ? ma.unit : `× ${ma.baseline?.name}`}]`, [a]: va, [b]: vb, [`${b} ÷ ${a}`]: vb / va });
+      const unit = ma.ratio === undefined ? ma.unit : same ? `× ${ma.baseline?.name}` : `× ${ma.baseline?.name} / × ${mb.baseline?.name}`;
+      rows.push({ scenario: name, metric: `${ma.metric} [${unit}]`, [a]: va, [b]: vb, [`${b} ÷ ${a}`]: vb / va });
     }
   }
   const head = ['scenario', 'metric', a, b, `${b} ÷ ${a}`];
