@@ -1,7 +1,7 @@
 import type { Bus, IncomingBatch, Subscription } from '../core/bus/types.ts';
 import type { Cache } from '../core/cache/types.ts';
 import type { DestinationConfig } from '../core/control-plane.ts';
-import { decodeEnvelope, type Envelope } from '../core/envelope.ts';
+import { decodeEnvelope, eventKey, type Envelope } from '../core/envelope.ts';
 import { isRetriable } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { abortableSleep, backoffDelay, type BackoffPolicy } from '../core/retry.ts';
@@ -553,9 +553,9 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
   };
 }
 
-/** Whose events must stay in order: a user of a source. */
+/** Whose events must stay in order: a user of a source (the partition key, core/envelope.ts). */
 function userOf(e: Envelope): string {
-  return `${e.sourceId}:${e.userId ?? e.anonymousId ?? ''}`;
+  return eventKey(e.sourceId, e);
 }
 
 /**
