@@ -81,6 +81,12 @@ export async function startOrrery(args: string[], env: Record<string, string>, o
       },
       { timeoutMs: 60_000, intervalMs: 100, what: `orrery ${args.join(' ')} to listen` },
     );
+    // The log reaches the pipe on its own schedule: /healthz can answer before the lines
+    // written at start are read here. 'listening' comes after every start line.
+    const level = env.LOG_LEVEL ?? 'info';
+    if (level === 'info' || level === 'debug' || level === 'trace') {
+      await waitFor(() => logs.some((l) => l.msg === 'listening'), { timeoutMs: 10_000, intervalMs: 20, what: "the 'listening' log line" });
+    }
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`${(err as Error).message}\nstderr: ${stderr}\nlogs: ${JSON.stringify(logs.slice(-10))}`);

@@ -136,7 +136,8 @@ describe('gitops on the embedded default', () => {
     await writeFile(join(dir, 'orrery.yaml'), 'gitops: { enabled: false }\n');
     const orrery = await startOrrery(['start', 'gitops'], { ORRERY_CONFIG: join(dir, 'orrery.yaml'), ORRERY_DATA_DIR: join(dir, 'data') }, { without: SERVICES.filter((s) => s !== 'ORRERY_CONFIG') });
     procs.push(orrery);
-    expect(orrery.logs.map((l) => String(l.msg))).toContain('gitops: off (gitops.enabled: false): registry webhooks are off');
+    // /healthz answers once the server listens; the components load after it (lazily), so wait for the line.
+    await waitFor(() => orrery.logs.some((l) => l.msg === 'gitops: off (gitops.enabled: false): registry webhooks are off'), { what: "the 'gitops: off' log line" });
     const res = await fetch(`${orrery.url}/webhooks/registry/generic`, { method: 'POST', headers: signed(`whsec_${Buffer.from('any-secret-0123456789').toString('base64')}`, '{}'), body: '{}' });
     expect(res.status).toBe(404);
     await expect(stat(join(dir, 'data', 'manifests'))).rejects.toMatchObject({ code: 'ENOENT' });
