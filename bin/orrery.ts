@@ -18,9 +18,7 @@ import type { Component, ComponentFactory } from '../core/component.ts';
 import type { EmbeddedGitops } from '../gitops/embedded.ts';
 import { pilotConfigFrom } from '../pilot/config.ts';
 import type { Stage } from '../pilot/dead-letters.ts';
-import { RENDER_HELP, RENDER_OPTIONS, renderCommand, renderToFiles } from '../manifests/cli.ts';
-import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
-import { createStaticControlPlane } from '../core/control-plane-static.ts';
+import { RENDER_HELP, RENDER_OPTIONS } from '../manifests/cli-help.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
 import type { Adapters } from '../core/adapters.ts';
 import type { Logger } from '../core/logger.ts';
@@ -76,8 +74,9 @@ async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger)
   const log = logger.child({ component: 'control-plane' });
   if (!adapters.store) {
     log.info({ adapter: 'config-file', default: true }, 'control plane: the config file (set DATABASE_URL for live changes)');
-    return createStaticControlPlane(seed);
+    return (await import('../core/control-plane-static.ts')).createStaticControlPlane(seed);
   }
+  const { createPgControlPlane, seedControlPlane } = await import('../core/control-plane-pg.ts');
   // An empty seed never replaces what the database holds: a missing file is not a wish to delete everything.
   if (seed.sources.length + seed.destinations.length + seed.routes.length > 0) await seedControlPlane(adapters.store, seed, logger);
   const cp = await createPgControlPlane({ store: adapters.store, logger });
@@ -301,6 +300,7 @@ data dir, which only one process opens at a time (use Pilot's replay while orrer
   render: {
     ...RENDER_HELP,
     async run(args, _config, flags) {
+      const { renderCommand } = await import('../manifests/cli.ts');
       const code = await renderCommand(args, flags as never);
       if (code !== 0) process.exitCode = code;
     },
@@ -314,10 +314,11 @@ cluster that GitOps syncs, commit the render instead and let the sync apply it.`
     async run(args) {
       const [valuesPath] = args;
       if (!valuesPath) throw new ConfigError('usage: orrery apply <values.yaml>');
-      const [{ createKubeApplier, loadKubeConfig }, { parseManifests }, { objectId }] = await Promise.all([
+      const [{ createKubeApplier, loadKubeConfig }, { parseManifests }, { objectId }, { renderToFiles }] = await Promise.all([
         import('../gitops/apply/applier.ts'),
         import('../gitops/apply/manifests.ts'),
         import('../gitops/apply/inventory.ts'),
+        import('../manifests/cli.ts'),
       ]);
       const kc = loadKubeConfig(process.env.KUBECONFIG);
       if (!kc) throw new ConfigError('orrery apply needs a cluster: set KUBECONFIG');

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
-import { RENDER_OPTIONS, renderCommand, renderToFiles } from './cli.ts';
+import { RENDER_OPTIONS } from './cli-help.ts';
+import { renderCommand, renderToFiles } from './cli.ts';
 
 const VALUES = fileURLToPath(new URL('./testdata/two-teams/values.yaml', import.meta.url));
 let dir: string;

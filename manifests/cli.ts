@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
+import { RENDER_HELP } from './cli-help.ts';
 import { renderCompose } from './render/compose.ts';
 import { kubernetesFiles, kubernetesStream, renderKubernetes } from './render/kubernetes.ts';
 import { renderMarathon } from './render/marathon.ts';
@@ -115,41 +116,9 @@ export async function renderToFiles(opts: RenderOptions): Promise<RenderResult> 
   return { files, changed, stale, ...(stdout === undefined ? {} : { stdout }) };
 }
 
-/** The options `orrery render` adds to the CLI's parseArgs. */
-export const RENDER_OPTIONS = {
-  values: { type: 'string', short: 'f' },
-  out: { type: 'string', short: 'o' },
-  'bootstrap-out': { type: 'string' },
-  target: { type: 'string' },
-  deployment: { type: 'string' },
-  prune: { type: 'boolean' },
-  check: { type: 'boolean' },
-} as const;
-
-/** Help text for `orrery render`. */
-export const RENDER_HELP = {
-  summary: 'Render Kubernetes manifests (or a compose file, or Marathon apps) from a values file',
-  usage: 'orrery render <values.yaml> | --values <values.yaml> [--out dir] [--bootstrap-out dir] [--target kubernetes|compose|marathon] [--deployment name] [--prune] [--check]',
-  help: `Renders every Airflow deployment and Orrery's own services from one values file
-(see manifests/README.md). Deterministic: the same values give the same bytes.
-  --values file   the values file (or give it as the argument)
-  --out dir       write one file per namespace and component (kubernetes), the compose
-                  file and its configs, or marathon.json and orrery.yaml (marathon);
-                  without it, print one multi-document YAML (or the compose file, or
-                  marathon.json)
-  --bootstrap-out dir
-                  where the GitOps controller's own RBAC goes, for an admin to apply
-                  once (default: bootstrap/ beside --out, outside the synced tree)
-  --target t      kubernetes (default), compose (Docker Compose / docker stack deploy) or
-                  marathon (one Marathon group for DC/OS: dcos marathon group add)
-  --deployment n  compose: the Airflow deployment to include (default: the first)
-  --prune         delete .yaml files under --out that the render no longer produces
-  --check         write nothing; exit 1 when the files under --out are not up to date`,
-};
-
 /**
  * The `orrery render` command: `args` are the positionals after `render`, `flags` the
- * parsed {@link RENDER_OPTIONS}. Returns the exit code; bad usage or values throw a
+ * parsed `RENDER_OPTIONS` (./cli-help.ts). Returns the exit code; bad usage or values throw a
  * ConfigError (exit 2 in the CLI).
  *
  * @example await renderCommand(['values.yaml'], { out: 'rendered', target: 'kubernetes' })

@@ -330,7 +330,7 @@ export async function faultService(action: 'up' | 'down', service: keyof typeof 
   await serviceCtl(action, service);
 }
 
-const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/orrery.js', import.meta.url));
 
 /** `orrery dlq list --destination <id>` as a user runs it: the pending dead letters. */
 export async function listDeadLetters(env: Record<string, string>, destination: string): Promise<Array<{ messageId: string; httpStatus?: number }>> {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serviceEnv, uniqueName, waitFor } from './index.ts';
 
-const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/orrery.js', import.meta.url));
 
 /** A port nothing listens on right now. */
 export async function freePort(): Promise<number> {

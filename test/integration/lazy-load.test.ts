@@ -49,6 +49,8 @@ describe('orrery start ingest loads only what ingest uses', () => {
     // The default Kafka client only: the other one (KAFKA_CLIENT=kafkajs) is not loaded.
     expect(packages('kafkajs')).toEqual([]);
     expect(loaded.filter((u) => /\/(gitops|pilot|sinks|router)\/main\.ts$/.test(u))).toEqual([]);
+    // The manifests renderer is `orrery render`'s: only its help and options are loaded.
+    expect(loaded.filter((u) => u.includes('/manifests/') && !u.includes('/node_modules/') && !u.endsWith('/manifests/cli-help.ts'))).toEqual([]);
     const pid = ingest.orrery.child.pid!;
     console.info(`orrery start ingest: ${loaded.length} modules, RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB after one event (peak ${mib(pid, 'VmHWM').toFixed(0)} MiB)`);
   });

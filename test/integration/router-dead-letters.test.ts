@@ -25,7 +25,7 @@ import { recordTopics, testBus } from '../helpers/topics.ts';
  * is added, a replay from Pilot routes it, once.
  */
 const TOKEN = 'router-dlq-integration-token-0123456789';
-const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/orrery.js', import.meta.url));
 const run = promisify(execFile);
 
 type Json = Record<string, any>;

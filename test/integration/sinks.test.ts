@@ -12,7 +12,7 @@ import { startReceiver } from '../helpers/receiver.ts';
 import { deadLetterCount, sendBatch, webhookPlatform } from '../helpers/webhook-platform.ts';
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL('../../bin/orrery.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/orrery.js', import.meta.url));
 
 /** The shared platform, with fast backoffs so retries fit a test. */
 const platform = (receiverUrl: string, extraEnv: Record<string, string> = {}) =>
