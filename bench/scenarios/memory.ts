@@ -19,7 +19,7 @@ export const MEMORY_TARGETS = { idle: 100, peak: 200, gitopsIdle: 150 } as const
 
 /** How long a process is left alone after /healthz answers before "idle" is read. */
 const SETTLE_MS = 3_000;
-const PROBE = fileURLToPath(new URL('../lib/mem-probe.ts', import.meta.url));
+const PROBE = fileURLToPath(new URL('../lib/mem-probe.mjs', import.meta.url));
 const GITOPS_ADMIN_TOKEN = 'bench-admin-token-0001-abcdef';
 
 interface ProbeSample {
@@ -91,7 +91,7 @@ interface LoadedRun {
  * ingest, router and sinks idle (VmRSS once started and settled) and at their peak (VmHWM)
  * under the ingest-batch load with the router and a webhook sink working behind it, until
  * the sink has delivered everything ingested; gitops idle (its embedded default, after the
- * first sync). Fresh processes each run; a preloaded probe (bench/lib/mem-probe.ts) says
+ * first sync). Fresh processes each run; a preloaded probe (bench/lib/mem-probe.mjs) says
  * what the resident memory was made of at the peak.
  */
 export const scenario: Scenario = {

@@ -11,7 +11,7 @@ import { getHeapSpaceStatistics } from 'node:v8';
 
 const file = process.env.ORRERY_MEM_PROBE;
 if (file) {
-  const MiB = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  const MiB = (n) => Math.round((n / 1048576) * 10) / 10;
   const sample = () => {
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, MiB(s.space_size)]));
