@@ -6,7 +6,7 @@
  * V8's heap (and which space), buffers outside it (external, arrayBuffers), the rest (code,
  * Node's own, the allocator's free lists). Costs one timer; allocates next to nothing.
  */
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
 
 const file = process.env.ORRERY_MEM_PROBE;
@@ -22,7 +22,9 @@ if (file) {
   const timer = setInterval(() => {
     const now = sample();
     if (now.rssMiB > peak.rssMiB) peak = now;
-    writeFileSync(file, JSON.stringify({ now, peak }));
+    // Whole or not at all: a reader must never see half a file (it lost a run's CPU figure).
+    writeFileSync(`${file}.tmp`, JSON.stringify({ now, peak }));
+    renameSync(`${file}.tmp`, file);
   }, 200);
   timer.unref();
 }

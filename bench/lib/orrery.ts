@@ -102,7 +102,11 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     KAFKA_CLIENT: ctx.kafkaClient ?? 'kafkajs',
     ...o.env,
   };
-  const nodeOptions = [process.env.NODE_OPTIONS ?? '', ctx.settings.nodeOptions, ...(o.nodeOptions ?? [])];
+  // BENCH_NODE_OPTIONS go on node's command line, as ./orrery puts bin/node-flags there: V8
+  // flags that NODE_OPTIONS refuses (--heap-growing-percent, --optimize-for-size) can be
+  // measured too. Preloads and profiling stay in NODE_OPTIONS.
+  const nodeArgs = ctx.settings.nodeOptions.split(/\s+/).filter(Boolean);
+  const nodeOptions = [process.env.NODE_OPTIONS ?? '', ...(o.nodeOptions ?? [])];
   if (ctx.settings.profile) {
     const profDir = join(ctx.profileDir, ctx.scenario, o.label);
     mkdirSync(profDir, { recursive: true });
@@ -110,7 +114,7 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
   }
   const joined = nodeOptions.filter(Boolean).join(' ');
   if (joined) env.NODE_OPTIONS = joined;
-  const proc = await startOrrery(['start', ...o.components], env);
+  const proc = await startOrrery(['start', ...o.components], env, { nodeArgs });
   const child = proc.child;
   return {
     url: proc.url,

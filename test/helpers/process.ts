@@ -43,13 +43,15 @@ export interface StartOptions {
   port?: number;
   /** Variables removed from the inherited environment (not just emptied). */
   without?: string[];
+  /** Flags for node itself, before the CLI on its command line (as ./orrery passes bin/node-flags). */
+  nodeArgs?: string[];
 }
 
 export async function startOrrery(args: string[], env: Record<string, string>, opts: StartOptions = {}): Promise<OrreryProcess> {
   const port = opts.port ?? (await freePort());
   const inherited: Record<string, string | undefined> = { ...process.env };
   for (const name of opts.without ?? []) delete inherited[name];
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, ...args], {
     env: { ...inherited, LOG_LEVEL: 'info', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
