@@ -18,12 +18,14 @@ const CLI = fileURLToPath(new URL('../../bin/orrery.js', import.meta.url));
 describe('the CLI and node compile cache', () => {
   it('the first run fills the cache; the next loads no TypeScript stripper', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'orrery-compile-cache-'));
-    const cache = join(dir, 'cache');
+    // The default place: the user's own cache dir ($XDG_CACHE_HOME here), not a shared temp dir.
+    const cache = join(dir, 'xdg', 'orrery', 'node-compile-cache');
     // Preloaded: writes, at exit, whether node loaded its TypeScript stripper (amaro).
     const probe = join(dir, 'probe.mjs');
     await writeFile(probe, `process.on('exit', () => process.stderr.write('stripper loaded: ' + process.moduleLoadList.some((m) => m.includes('amaro')) + '\\n'));\n`);
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: cache, NODE_OPTIONS: `--import=${probe}` };
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CACHE_HOME: join(dir, 'xdg'), NODE_OPTIONS: `--import=${probe}` };
     delete env.NODE_DISABLE_COMPILE_CACHE;
+    delete env.NODE_COMPILE_CACHE;
     // `orrery help start` loads the CLI and its core modules, all TypeScript.
     const first = await run(process.execPath, [CLI, 'help', 'start'], { env });
     expect(first.stdout).toContain('Usage: orrery start');
