@@ -68,7 +68,7 @@ export const scenario: Scenario = {
       if (bad > 0) notes.push(`orrery answered ${bad} requests with a non-2xx, an error or a timeout (not counted)`);
       return {
         metrics: [
-          row('events/s', 'events/s', summarize(ours.map((r) => r.okPerSec * s.batchSize)), { name: 'kafkajs sendBatch', summary: summarize(base.map((b) => b.eventsPerSec)) }, { on: 'ratio', op: '>=', value: 0.5 }),
+          row('events/s', 'events/s', summarize(ours.map((r) => r.okPerSec * s.batchSize)), { name: 'kafkajs sendBatch', summary: summarize(base.map((b) => b.eventsPerSec)) }, { on: 'ratio', op: '>=', value: 0.8 } /* issue #18's first bar (#6 had 0.5) */),
           row('latency p50 (request vs sendBatch)', 'ms', summarize(ours.map((r) => r.latencyP50)), { name: 'kafkajs sendBatch', summary: summarize(base.map((b) => b.sendP50)) }),
           row('latency p99 (request vs sendBatch)', 'ms', summarize(ours.map((r) => r.latencyP99)), { name: 'kafkajs sendBatch', summary: summarize(base.map((b) => b.sendP99)) }),
         ],
