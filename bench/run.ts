@@ -10,6 +10,7 @@ import { currentLoad, machineInfo, table, writeReport, type ScenarioReport } fro
 import { loadSettings } from './lib/settings.ts';
 import { nowMs } from './lib/stats.ts';
 import { scenario as e2eLatency } from './scenarios/e2e-latency.ts';
+import { scenario as embedded } from './scenarios/embedded.ts';
 import { scenario as gitops } from './scenarios/gitops.ts';
 import { scenario as ingestBatch } from './scenarios/ingest-batch.ts';
 import { scenario as ingestTrack } from './scenarios/ingest-track.ts';
@@ -24,7 +25,7 @@ import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
  * See bench/README.md.
  */
 
-const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory];
+const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory, embedded];
 
 /** Scenarios whose orrery processes talk to Kafka: each runs once per client of BENCH_KAFKA_CLIENTS. */
 const KAFKA_SCENARIOS = new Set(['ingest-track', 'ingest-batch', 'router', 'router-backlog', 'sink-webhook', 'e2e-latency', 'memory']);
