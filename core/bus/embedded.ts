@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fsyncDir, lockDir } from '../dir-lock.ts';
 import { OrreryError } from '../errors.ts';
@@ -8,6 +8,7 @@ import type { Logger } from '../logger.ts';
 import { abortableSleep, backoffDelay, type BackoffPolicy } from '../retry.ts';
 import type { TopicSpec } from '../topics.ts';
 import { createProgressTracker, type ProgressTracker } from './progress.ts';
+import type { SqliteLog, SqliteRow } from './sqlite.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, IncomingMessage, OutgoingMessage, Subscription } from './types.ts';
 
 export interface EmbeddedBusOptions {
@@ -70,6 +71,8 @@ interface Partition {
   event: string;
   workers: Set<Worker>;
   trimming: boolean;
+  /** Lowest offset still stored, on SQLite storage (segment files: the first segment's base). */
+  low?: number;
 }
 
 interface Topic {
@@ -352,9 +355,18 @@ function groupFileName(group: string): string {
  *   await bus.ensureTopics([{ topic: Topics.raw, numPartitions: 4, replicationFactor: 1 }]);
  *   await bus.produce(Topics.raw, [{ key: 'src:u1', value: '{…}' }]);
  */
-export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> {
-  const root = resolve(opts.dir);
-  const log = opts.logger.child({ component: 'bus', adapter: 'embedded' });
+export function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> {
+  return createLogBus(opts);
+}
+
+/**
+ * The log bus above on either storage: segment files under `opts.dir`, or (with `openSqlite`)
+ * one SQLite file at `opts.dir`, locked by `<file>.lock` beside it (./sqlite.ts).
+ */
+export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => SqliteLog): Promise<Bus> {
+  const kind = openSqlite ? 'sqlite' : 'embedded';
+  const root = openSqlite ? dirname(resolve(opts.dir)) : resolve(opts.dir);
+  const log = opts.logger.child({ component: 'bus', adapter: kind });
   const pollIntervalMs = opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const segmentBytes = Math.max(1, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES);
   const maxBatchMessages = Math.max(1, opts.maxBatchMessages ?? DEFAULT_MAX_BATCH_MESSAGES);
@@ -377,8 +389,11 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
     return run;
   }
 
-  const releaseLock = await lockDir(root, { code: 'BUS_LOCKED', what: 'an embedded bus', logger: log, file: LOCK_FILE });
+  const lockFile = openSqlite ? `${basename(opts.dir)}.lock` : LOCK_FILE;
+  const releaseLock = await lockDir(root, { code: 'BUS_LOCKED', what: `an ${kind} bus`, logger: log, file: lockFile });
+  let sql: SqliteLog | undefined;
   try {
+    sql = openSqlite?.();
     await recover();
   } catch (err) {
     await closeHandles();
@@ -386,9 +401,28 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
     throw err;
   }
 
+  function newPartition(topic: string, id: number, dir: string, end = 0, lowest?: number): Partition {
+    return { topic, id, dir, segments: [], end, event: `${topic}\u0000${id}`, workers: new Set(), trimming: false, low: lowest };
+  }
+
+  function recoverSqlite(db: SqliteLog): void {
+    for (const row of db.topics()) {
+      const bounds = db.bounds(row.name);
+      const groupOffsets = new Map<string, GroupOffsets>();
+      for (const [group, committed] of db.groups(row.name)) groupOffsets.set(group, { group, dir: '', file: '', committed });
+      const topic: Topic = { name: row.name, dir: '', partitions: [], groups: groupOffsets, roundRobin: 0 };
+      for (let id = 0; id < row.partitions; id++) {
+        const b = bounds.get(id);
+        topic.partitions.push(newPartition(row.name, id, '', b?.end ?? 0, b?.low ?? 0));
+      }
+      topics.set(topic.name, topic);
+    }
+  }
+
   async function recover(): Promise<void> {
     let records = 0;
-    for (const entry of await readdir(root, { withFileTypes: true })) {
+    if (sql) recoverSqlite(sql);
+    else for (const entry of await readdir(root, { withFileTypes: true })) {
       if (!entry.isDirectory()) continue;
       const dir = join(root, entry.name);
       let partitions: number;
@@ -488,10 +522,11 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
   }
 
   function low(p: Partition): number {
-    return p.segments[0]?.base ?? p.end;
+    return p.low ?? p.segments[0]?.base ?? p.end;
   }
 
   async function closeHandles(): Promise<void> {
+    sql?.close();
     for (const topic of topics.values()) {
       for (const p of topic.partitions) {
         for (const seg of p.segments) {
@@ -565,7 +600,38 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
     appended.emit(p.event);
   }
 
+  /** All calls in one SQLite transaction: one fsync, all or nothing. */
+  function writeCallsSqlite(db: SqliteLog, calls: PendingProduce[]): boolean {
+    const ends = new Map<Partition, number>();
+    const rows: SqliteRow[] = [];
+    const ts = Date.now();
+    for (const call of calls) {
+      for (const m of call.messages) {
+        const p = partitionFor(call.topic, m.key);
+        const offset = ends.get(p) ?? p.end;
+        ends.set(p, offset + 1);
+        const value = typeof m.value === 'string' ? Buffer.from(m.value, 'utf8') : m.value;
+        const headers = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)]));
+        rows.push({ topic: p.topic, partition: p.id, offset, ts, key: m.key, value, headers });
+      }
+    }
+    try {
+      db.append(rows);
+    } catch (err) {
+      log.error({ err, messages: rows.length }, 'append failed');
+      for (const call of calls) call.reject(writeFailed(call.topic.name, err));
+      return false;
+    }
+    for (const [p, end] of ends) {
+      p.end = end;
+      appended.emit(p.event);
+    }
+    for (const call of calls) call.resolve();
+    return true;
+  }
+
   async function writeCalls(calls: PendingProduce[]): Promise<boolean> {
+    if (sql) return writeCallsSqlite(sql, calls);
     // Queue order is kept within each partition, so a key's messages land in call order.
     const byPartition = new Map<Partition, { messages: OutgoingMessage[]; calls: Set<PendingProduce> }>();
     for (const call of calls) {
@@ -651,6 +717,11 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
    * nothing yet. Offsets below the oldest segment (deleted by retention) are skipped.
    */
   async function readBatch(p: Partition, from: number, max: number): Promise<IncomingBatch | undefined> {
+    if (sql) {
+      const start = Math.max(from, low(p));
+      if (start >= p.end) return undefined;
+      return { topic: p.topic, partition: p.id, messages: sql.read(p.topic, p.id, start, max, MAX_BATCH_BYTES) };
+    }
     for (let attempt = 1; ; attempt++) {
       if (from >= p.end) return undefined;
       const seg = p.segments.find((s) => s.base + s.positions.length > from);
@@ -744,7 +815,8 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
   async function commit(topic: Topic, p: Partition, group: string, next: number): Promise<void> {
     const g = groupOffsets(topic, group);
     if (next > (g.committed.get(p.id) ?? -1)) g.committed.set(p.id, next);
-    await persistOffsets(g);
+    if (sql) sql.commit(group, topic.name, new Map([[p.id, g.committed.get(p.id)!]]));
+    else await persistOffsets(g);
   }
 
   /** Deletes the partition's oldest segments that everyone is past. Never the last one. */
@@ -755,6 +827,15 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
       let floor = Infinity;
       for (const g of topic.groups.values()) floor = Math.min(floor, g.committed.get(p.id) ?? low(p));
       for (const w of p.workers) floor = Math.min(floor, w.position);
+      if (sql) {
+        // The last record stays, so a reopened log knows where its offsets end.
+        const to = Math.min(floor, p.end - 1);
+        if (to > low(p)) {
+          sql.trim(p.topic, p.id, to);
+          p.low = to;
+        }
+        return;
+      }
       while (p.segments.length > 1) {
         const seg = p.segments[0]!;
         if (seg.base + seg.positions.length > floor) break;
@@ -942,6 +1023,14 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
           throw new OrreryError('BUS_INVALID_TOPIC', `topic ${spec.topic}: numPartitions must be a positive integer`, { retriable: false });
         }
         const dir = join(root, spec.topic);
+        if (sql) {
+          sql.createTopic(spec.topic, spec.numPartitions);
+          const topic: Topic = { name: spec.topic, dir: '', partitions: [], groups: new Map(), roundRobin: 0 };
+          for (let id = 0; id < spec.numPartitions; id++) topic.partitions.push(newPartition(spec.topic, id, '', 0, 0));
+          topics.set(topic.name, topic);
+          created.push(topic.name);
+          continue;
+        }
         for (let id = 0; id < spec.numPartitions; id++) await mkdir(join(dir, String(id)), { recursive: true });
         await mkdir(join(dir, GROUPS_DIR), { recursive: true });
         // meta.json last: recovery takes a directory for a topic only once it is there.
@@ -991,7 +1080,7 @@ export async function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> 
   }
 
   return {
-    kind: 'embedded',
+    kind,
     produce,
     consume,
     ensureTopics,

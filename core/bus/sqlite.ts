@@ -1,0 +1,130 @@
+import { DatabaseSync } from 'node:sqlite';
+import type { Logger } from '../logger.ts';
+import { createLogBus } from './embedded.ts';
+import type { Bus, IncomingMessage } from './types.ts';
+
+export interface SqliteBusOptions {
+  /** The SQLite database file; created when missing. One process at a time: `<file>.lock` guards it. */
+  file: string;
+  logger: Logger;
+  pollIntervalMs?: number;
+  maxBatchMessages?: number;
+}
+
+export interface SqliteRow {
+  topic: string;
+  partition: number;
+  offset: number;
+  ts: number;
+  key: string | null;
+  value: Buffer;
+  headers: Record<string, string>;
+}
+
+/**
+ * The storage of the log bus in one SQLite file (node:sqlite, WAL, synchronous=FULL): topics
+ * as rows of `topics`, records in `messages`, committed offsets in `offsets`. The consumer
+ * groups, group commit of produce calls and retention are embedded.ts's own.
+ */
+export class SqliteLog {
+  private readonly db: DatabaseSync;
+
+  constructor(file: string) {
+    this.db = new DatabaseSync(file);
+    this.db.exec(`
+      PRAGMA journal_mode=WAL;
+      PRAGMA synchronous=FULL;
+      PRAGMA busy_timeout=5000;
+      CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS messages (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+        ts INTEGER NOT NULL, key TEXT, value BLOB NOT NULL, headers TEXT NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS offsets (grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
+        PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+    `);
+  }
+
+  topics(): Array<{ name: string; partitions: number }> {
+    return this.db.prepare('SELECT name, partitions FROM topics ORDER BY name').all() as Array<{ name: string; partitions: number }>;
+  }
+
+  /** Lowest and next offset of each partition that holds records. */
+  bounds(topic: string): Map<number, { low: number; end: number }> {
+    const rows = this.db
+      .prepare('SELECT partition, MIN(offset) AS low, MAX(offset) + 1 AS "end" FROM messages WHERE topic = ? GROUP BY partition')
+      .all(topic) as Array<{ partition: number; low: number; end: number }>;
+    return new Map(rows.map((r) => [r.partition, { low: r.low, end: r.end }]));
+  }
+
+  groups(topic: string): Map<string, Map<number, number>> {
+    const found = new Map<string, Map<number, number>>();
+    for (const r of this.db.prepare('SELECT grp, partition, next FROM offsets WHERE topic = ?').all(topic) as Array<{ grp: string; partition: number; next: number }>) {
+      let g = found.get(r.grp);
+      if (!g) found.set(r.grp, (g = new Map()));
+      g.set(r.partition, r.next);
+    }
+    return found;
+  }
+
+  createTopic(name: string, partitions: number): void {
+    this.db.prepare('INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)').run(name, partitions);
+  }
+
+  /** All rows in one transaction: one fsync for every produce call of a flush. */
+  append(rows: SqliteRow[]): void {
+    const insert = this.db.prepare('INSERT INTO messages (topic, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.transaction(() => {
+      for (const r of rows) insert.run(r.topic, r.partition, r.offset, r.ts, r.key, r.value, JSON.stringify(r.headers));
+    });
+  }
+
+  read(topic: string, partition: number, from: number, max: number, maxBytes: number): IncomingMessage[] {
+    const rows = this.db
+      .prepare('SELECT offset, ts, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?')
+      .all(topic, partition, from, max) as Array<{ offset: number; ts: number; key: string | null; value: Uint8Array; headers: string }>;
+    const out: IncomingMessage[] = [];
+    let bytes = 0;
+    for (const r of rows) {
+      bytes += r.value.length;
+      if (out.length > 0 && bytes > maxBytes) break;
+      const value = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.length);
+      out.push({ topic, partition, offset: String(r.offset), key: r.key, value, headers: JSON.parse(r.headers) as Record<string, string>, timestamp: r.ts });
+    }
+    return out;
+  }
+
+  commit(group: string, topic: string, committed: Map<number, number>): void {
+    const upsert = this.db.prepare('INSERT INTO offsets (grp, topic, partition, next) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next = excluded.next');
+    this.transaction(() => {
+      for (const [p, next] of committed) upsert.run(group, topic, p, next);
+    });
+  }
+
+  trim(topic: string, partition: number, floor: number): void {
+    this.db.prepare('DELETE FROM messages WHERE topic = ? AND partition = ? AND offset < ?').run(topic, partition, floor);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+
+  private transaction(fn: () => void): void {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.db.exec('COMMIT');
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+}
+
+/**
+ * The log bus of embedded.ts on a SQLite file instead of segment files.
+ *
+ * @example
+ *   const bus = await createSqliteBus({ file: '.orrery/bus.db', logger });
+ */
+export function createSqliteBus(opts: SqliteBusOptions): Promise<Bus> {
+  return createLogBus({ ...opts, dir: opts.file }, () => new SqliteLog(opts.file));
+}
