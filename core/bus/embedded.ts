@@ -509,16 +509,7 @@ export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => 
       }
     }
     for (const [seg, bytes] of torn) log.warn({ topic, partition: id, segment: seg.base, bytes }, 'ignoring a torn or damaged record at the end of a segment');
-    return {
-      topic,
-      id,
-      dir,
-      segments,
-      end: last ? last.base + last.positions.length : 0,
-      event: `${topic}\u0000${id}`,
-      workers: new Set(),
-      trimming: false,
-    };
+    return { ...newPartition(topic, id, dir, last ? last.base + last.positions.length : 0), segments };
   }
 
   function low(p: Partition): number {
@@ -1037,18 +1028,7 @@ export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => 
         await writeFileDurably(dir, META_FILE, JSON.stringify({ version: 1, partitions: spec.numPartitions }));
         await fsyncDir(root);
         const topic: Topic = { name: spec.topic, dir, partitions: [], groups: new Map(), roundRobin: 0 };
-        for (let id = 0; id < spec.numPartitions; id++) {
-          topic.partitions.push({
-            topic: spec.topic,
-            id,
-            dir: join(dir, String(id)),
-            segments: [],
-            end: 0,
-            event: `${spec.topic}\u0000${id}`,
-            workers: new Set(),
-            trimming: false,
-          });
-        }
+        for (let id = 0; id < spec.numPartitions; id++) topic.partitions.push(newPartition(spec.topic, id, join(dir, String(id))));
         topics.set(topic.name, topic);
         created.push(topic.name);
       }

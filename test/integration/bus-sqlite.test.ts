@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSqliteBus } from '../../core/bus/sqlite.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
@@ -44,6 +45,22 @@ describe('sqlite bus durability', () => {
     expect(await bus.lag!('g', 'events')).toBe(1);
     expect(await drain(bus, 'events', 'g', 1)).toEqual(['c']);
     expect(await bus.lag!('g', 'events')).toBe(0);
+    await bus.close();
+  });
+
+  it('deletes the records every group has committed, keeping the last one', async () => {
+    const file = await newFile();
+    const bus = await createSqliteBus({ file, logger: testLogger() });
+    await bus.ensureTopics([{ topic: 'events', numPartitions: 1, replicationFactor: 1 }]);
+    await bus.produce('events', ['a', 'b', 'c'].map((value) => ({ key: 'k', value })));
+    expect(await drain(bus, 'events', 'g', 3)).toEqual(['a', 'b', 'c']);
+    const db = new DatabaseSync(file, { readOnly: true });
+    const offsets = (): number[] => db.prepare('SELECT offset FROM messages ORDER BY offset').all().map((r) => Number(r.offset));
+    await waitFor(() => offsets().length === 1, { what: 'retention' });
+    expect(offsets()).toEqual([2]);
+    db.close();
+    await bus.produce('events', [{ key: 'k', value: 'd' }]);
+    expect(await drain(bus, 'events', 'g', 1)).toEqual(['d']);
     await bus.close();
   });
 });
