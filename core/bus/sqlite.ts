@@ -1,4 +1,4 @@
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Logger } from '../logger.ts';
 import { createLogBus } from './embedded.ts';
 import type { Bus, IncomingMessage } from './types.ts';
@@ -28,6 +28,9 @@ export interface SqliteRow {
  */
 export class SqliteLog {
   private readonly db: DatabaseSync;
+  private readonly insert: StatementSync;
+  private readonly select: StatementSync;
+  private readonly upsert: StatementSync;
 
   constructor(file: string) {
     this.db = new DatabaseSync(file);
@@ -41,6 +44,9 @@ export class SqliteLog {
       CREATE TABLE IF NOT EXISTS offsets (grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
     `);
+    this.insert = this.db.prepare('INSERT INTO messages (topic, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.select = this.db.prepare('SELECT offset, ts, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?');
+    this.upsert = this.db.prepare('INSERT INTO offsets (grp, topic, partition, next) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next = excluded.next');
   }
 
   topics(): Array<{ name: string; partitions: number }> {
@@ -71,16 +77,13 @@ export class SqliteLog {
 
   /** All rows in one transaction: one fsync for every produce call of a flush. */
   append(rows: SqliteRow[]): void {
-    const insert = this.db.prepare('INSERT INTO messages (topic, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.transaction(() => {
-      for (const r of rows) insert.run(r.topic, r.partition, r.offset, r.ts, r.key, r.value, JSON.stringify(r.headers));
+      for (const r of rows) this.insert.run(r.topic, r.partition, r.offset, r.ts, r.key, r.value, JSON.stringify(r.headers));
     });
   }
 
   read(topic: string, partition: number, from: number, max: number, maxBytes: number): IncomingMessage[] {
-    const rows = this.db
-      .prepare('SELECT offset, ts, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?')
-      .all(topic, partition, from, max) as Array<{ offset: number; ts: number; key: string | null; value: Uint8Array; headers: string }>;
+    const rows = this.select.all(topic, partition, from, max) as Array<{ offset: number; ts: number; key: string | null; value: Uint8Array; headers: string }>;
     const out: IncomingMessage[] = [];
     let bytes = 0;
     for (const r of rows) {
@@ -93,9 +96,8 @@ export class SqliteLog {
   }
 
   commit(group: string, topic: string, committed: Map<number, number>): void {
-    const upsert = this.db.prepare('INSERT INTO offsets (grp, topic, partition, next) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next = excluded.next');
     this.transaction(() => {
-      for (const [p, next] of committed) upsert.run(group, topic, p, next);
+      for (const [p, next] of committed) this.upsert.run(group, topic, p, next);
     });
   }
 
