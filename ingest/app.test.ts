@@ -380,6 +380,9 @@ describe('ingest: browsers', () => {
     });
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    // README, CORS: credentials allowed (sendBeacon), and the retry headers readable by the page.
+    expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+    expect(res.headers.get('access-control-expose-headers')).toBe('Retry-After, X-RateLimit-Reset');
     expect(events()[0]!.envelope).toMatchObject({ type: 'page', anonymousId: 'anon-1', name: 'Home' });
   });
 
@@ -393,6 +396,7 @@ describe('ingest: browsers', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example');
     expect(res.headers.get('access-control-allow-headers')).toBe('content-type,authorization');
     expect(res.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(res.headers.get('access-control-allow-credentials')).toBe('true');
   });
 
   it("refuses an origin outside the source's allow-list with 403 and no CORS grant", async () => {

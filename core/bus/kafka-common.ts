@@ -48,7 +48,6 @@ export interface KafkaClientOptions {
   fetchMaxWaitMs?: number;
 }
 
-/** A failed write as the bus reports it: retriable `BUS_UNAVAILABLE` or final `BUS_PRODUCE_REJECTED`. */
 /**
  * An error's message with the reasons nested in it: @platformatic/kafka reports a refused
  * write as "Producing messages failed." and keeps the broker's words ("The request included
@@ -71,6 +70,7 @@ export function errorText(err: unknown): string {
   return reasons.length > 0 ? `${top} ${reasons.join('; ')}` : top;
 }
 
+/** A failed write as the bus reports it: retriable `BUS_UNAVAILABLE` or final `BUS_PRODUCE_REJECTED`. */
 export function wrapProduceError(err: unknown, topic: string, unavailable: boolean): OrreryError {
   if (unavailable) {
     return new OrreryError('BUS_UNAVAILABLE', `kafka did not acknowledge the write to ${topic}: ${errorText(err)}`, {
