@@ -10,6 +10,7 @@ import { loadConfig, type Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, redactUrl } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
+import { settleHeap } from '../core/heap.ts';
 import { createOpsRoutes, type ReadinessCheck } from '../core/ops.ts';
 import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
@@ -211,6 +212,9 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         const [{ embeddedGitopsBanner }, { localBaseUrl }] = await Promise.all([import('../gitops/embedded.ts'), import('../pilot/demo-setup.ts')]);
         process.stderr.write(embeddedGitopsBanner(gitopsDefault, localBaseUrl(cfg.http.host, server.port)));
       }
+      // Serving now: what starting up left in the heap goes (core/heap.ts), or an idle process keeps it.
+      const settled = settleHeap();
+      logger.info({ rssMiB: [mib(settled.rssBefore), mib(settled.rssAfter)], heapUsedMiB: [mib(settled.heapUsedBefore), mib(settled.heapUsedAfter)], ms: Math.round(settled.ms) }, 'heap settled after start');
       onShutdown(logger, async () => {
         draining = true;
         // Long-lived responses (Pilot's live streams) end first, or close() would wait for them.
@@ -434,3 +438,5 @@ main(process.argv.slice(2)).then(
     }
   },
 );
+
+const mib = (bytes: number) => Math.round(bytes / 2 ** 20);

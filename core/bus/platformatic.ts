@@ -39,20 +39,8 @@
  *   the topic says so, else create time (as kafkajs).
  */
 import { randomInt } from 'node:crypto';
-import {
-  Admin,
-  ConnectionPool,
-  Consumer,
-  FetchIsolationLevels,
-  findErrorBy,
-  IS_CONTROL,
-  ListOffsetTimestamps,
-  murmur2,
-  ProduceAcks,
-  Producer,
-  type ClusterMetadata,
-  type MessageToProduce,
-} from '@platformatic/kafka';
+import type { Admin as KafkaAdmin, ClusterMetadata, Consumer as KafkaConsumer, MessageToProduce, Producer as KafkaProducer } from '@platformatic/kafka';
+import { importPlatformaticKafka } from './platformatic-import.ts';
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TopicSpec } from '../topics.ts';
@@ -60,6 +48,10 @@ import { commitCoalescer, createProduceQueue, kafkaBusCloser, lagOf, UNREACHABLE
 import { createProgressTracker } from './progress.ts';
 import { DEFAULT_MAX_BATCH_BYTES } from './record-size.ts';
 import type { Bus, ConsumeOptions, IncomingBatch, IncomingMessage, Subscription } from './types.ts';
+
+
+// Through the importer: the library's option validators compile when first called, not at import.
+const { Admin, ConnectionPool, Consumer, FetchIsolationLevels, findErrorBy, IS_CONTROL, ListOffsetTimestamps, murmur2, ProduceAcks, Producer } = await importPlatformaticKafka();
 
 /** Retries as the kafkajs adapter takes them: a count, and a backoff doubling from `initialRetryTime` to `maxRetryTime`. */
 export interface RetrySettings {
@@ -106,7 +98,7 @@ function isUnavailable(err: unknown): boolean {
 }
 
 /** What Consumer#fetch resolves to (its type is not exported from the package root). */
-type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>;
+type FetchResponse = Awaited<ReturnType<KafkaConsumer['fetch']>>;
 
 const pkey = (topic: string, partition: number) => `${partition}\u0000${topic}`;
 
@@ -145,11 +137,11 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
     return next;
   }
 
-  let producer: Producer | undefined;
-  let admin: Admin | undefined;
+  let producer: KafkaProducer | undefined;
+  let admin: KafkaAdmin | undefined;
   const subscriptions = new Set<Subscription>();
 
-  function getProducer(): Producer {
+  function getProducer(): KafkaProducer {
     producer ??= new Producer({ ...base, idempotent: true, acks: ProduceAcks.ALL, autocreateTopics: false, partitioner });
     return producer;
   }
@@ -161,7 +153,7 @@ export function createPlatformaticBus(opts: PlatformaticBusOptions): Bus {
     await old?.close(true).catch(() => {});
   }
 
-  function getAdmin(): Admin {
+  function getAdmin(): KafkaAdmin {
     admin ??= new Admin(base);
     return admin;
   }

@@ -17,7 +17,8 @@ const MIGRATION_LOCK = 0x0_7272_7279;
  * @example await migrate(store, [{ id: '0001_init', sql: 'create table …' }]);
  */
 export async function migrate(store: Store, migrations: Migration[]): Promise<string[]> {
-  const sorted = [...migrations].sort((a, b) => a.id.localeCompare(b.id));
+  // Code-point order, not localeCompare: the same on every locale, and no ICU collator loaded (3 MiB).
+  const sorted = [...migrations].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const ids = new Set<string>();
   for (const m of sorted) {
     if (ids.has(m.id)) throw new Error(`duplicate migration id ${m.id}`);

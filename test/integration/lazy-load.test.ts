@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { uniqueName, waitFor } from '../helpers/index.ts';
 import { startIngestOnKafka, type IngestOnKafka } from '../helpers/ingest.ts';
+import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 
 const HOOK = fileURLToPath(new URL('../helpers/trace-modules.mjs', import.meta.url));
 
@@ -51,7 +52,36 @@ describe('orrery start ingest loads only what ingest uses', () => {
     expect(loaded.filter((u) => /\/(gitops|pilot|sinks|router)\/main\.ts$/.test(u))).toEqual([]);
     // The manifests renderer is `orrery render`'s: only its help and options are loaded.
     expect(loaded.filter((u) => u.includes('/manifests/') && !u.includes('/node_modules/') && !u.endsWith('/manifests/cli-help.ts'))).toEqual([]);
+    // Once serving, what start-up left in the heap was collected (core/heap.ts).
+    const settled = ingest.orrery.logs.find((l) => l.msg === 'heap settled after start') as { heapUsedMiB: [number, number] } | undefined;
+    expect(settled).toBeDefined();
+    expect(settled!.heapUsedMiB[1]).toBeLessThan(settled!.heapUsedMiB[0]);
     const pid = ingest.orrery.child.pid!;
     console.info(`orrery start ingest: ${loaded.length} modules, RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB after one event (peak ${mib(pid, 'VmHWM').toFixed(0)} MiB)`);
+  });
+});
+
+/** Plan mode (no cluster) has nothing to apply with: the Kubernetes client (~870 modules) stays unloaded. */
+describe('orrery start gitops in plan mode loads no Kubernetes client', () => {
+  let gitops: OrreryProcess | undefined;
+  afterAll(async () => {
+    await gitops?.stop();
+  });
+
+  it('plans its first sync without @kubernetes/client-node in the process', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orrery-trace-gitops-'));
+    const trace = join(dir, 'modules.txt');
+    gitops = await startOrrery(
+      ['start', 'gitops'],
+      { ORRERY_DATA_DIR: join(dir, 'data'), PILOT_ADMIN_TOKEN: 'lazy-load-admin-token-0123456789', NODE_OPTIONS: `--import=${HOOK}`, ORRERY_TRACE_MODULES: trace },
+      { without: ['KUBECONFIG', 'ORRERY_CONFIG'] },
+    );
+    await waitFor(() => gitops!.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('sync: plan for')), { timeoutMs: 60_000, what: "the first sync's plan" });
+    const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+    const packages = (name: string) => loaded.filter((u) => u.includes(`/node_modules/${name}/`));
+    expect(packages('isomorphic-git').length).toBeGreaterThan(0);
+    expect(packages('@kubernetes/client-node')).toEqual([]);
+    const pid = gitops.child.pid!;
+    console.info(`orrery start gitops (plan mode): ${loaded.length} modules, RSS ${mib(pid, 'VmRSS').toFixed(0)} MiB`);
   });
 });
