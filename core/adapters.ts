@@ -6,6 +6,9 @@ import type { Logger } from './logger.ts';
 import { redactUrl } from './logger.ts';
 import type { Store } from './store/types.ts';
 
+/** The embedded default's SQLite file under the data dir: the bus's log and the cache's marks. */
+export const EMBEDDED_FILE = 'orrery.sqlite';
+
 export interface Adapters {
   bus: Bus;
   /** Always set by createAdapters (pg, or the embedded PGlite); tests may leave it out. */
@@ -40,10 +43,13 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
     const library = client === 'platformatic' ? '@platformatic/kafka' : 'kafkajs';
     log.info({ adapter: 'kafka', client, brokers: config.kafka.brokers }, `bus: Apache Kafka (client: ${library}; set KAFKA_CLIENT to change)`);
   } else {
-    const dir = join(config.dataDir, 'bus');
-    const { createEmbeddedBus } = await import('./bus/embedded.ts');
-    bus = await createEmbeddedBus({ dir, logger });
-    log.info({ adapter: 'embedded', default: true, dir }, 'bus: embedded on-disk log (default; set KAFKA_BROKERS for Apache Kafka)');
+    // One SQLite file for the log and the marks (the cache below); a data dir from before
+    // (the segment-file log under bus/) is moved into it first.
+    const file = join(config.dataDir, EMBEDDED_FILE);
+    const { createSqliteBus, migrateSegmentLog } = await import('./bus/sqlite.ts');
+    await migrateSegmentLog({ from: join(config.dataDir, 'bus'), file, logger });
+    bus = await createSqliteBus({ file, logger });
+    log.info({ adapter: 'sqlite', default: true, file }, `bus: embedded log in SQLite at ${file} (default; set KAFKA_BROKERS for Apache Kafka)`);
   }
 
   let store: Store | undefined;
@@ -71,8 +77,9 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
   } else {
     // The dedup and delivered marks must survive a crash, or a batch read again after one
     // is routed and delivered again: they go to a SQLite file under the data dir.
-    const path = join(config.dataDir, 'cache.sqlite');
-    const { createSqliteCache } = await import('./cache/sqlite.ts');
+    const path = join(config.dataDir, EMBEDDED_FILE);
+    const { createSqliteCache, migrateCacheFile } = await import('./cache/sqlite.ts');
+    migrateCacheFile({ from: join(config.dataDir, 'cache.sqlite'), to: path, logger: log });
     cache = createSqliteCache({ path });
     log.info(
       { adapter: 'sqlite', default: true, path },

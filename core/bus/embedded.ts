@@ -355,7 +355,7 @@ function groupFileName(group: string): string {
  *   await bus.ensureTopics([{ topic: Topics.raw, numPartitions: 4, replicationFactor: 1 }]);
  *   await bus.produce(Topics.raw, [{ key: 'src:u1', value: '{…}' }]);
  */
-export function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> {
+export function createEmbeddedBus(opts: EmbeddedBusOptions): ReturnType<typeof createLogBus> {
   return createLogBus(opts);
 }
 
@@ -363,7 +363,7 @@ export function createEmbeddedBus(opts: EmbeddedBusOptions): Promise<Bus> {
  * The log bus above on either storage: segment files under `opts.dir`, or (with `openSqlite`)
  * one SQLite file at `opts.dir`, locked by `<file>.lock` beside it (./sqlite.ts).
  */
-export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => SqliteLog): Promise<Bus> {
+export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => SqliteLog): Promise<Bus & { copyTo(target: SqliteLog): Promise<{ topics: number; records: number }> }> {
   const kind = openSqlite ? 'sqlite' : 'embedded';
   const root = openSqlite ? dirname(resolve(opts.dir)) : resolve(opts.dir);
   const log = opts.logger.child({ component: 'bus', adapter: kind });
@@ -1059,6 +1059,36 @@ export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => 
     return closing;
   }
 
+  /**
+   * Every retained record (offsets kept) and every committed offset, into `target` in one
+   * transaction: the migration of a segment-file log to SQLite (./sqlite.ts).
+   */
+  async function copyTo(target: SqliteLog): Promise<{ topics: number; records: number }> {
+    let records = 0;
+    await target.load(async (into) => {
+      for (const topic of topics.values()) {
+        into.topic(topic.name, topic.partitions.length);
+        for (const p of topic.partitions) {
+          let copied = 0;
+          for (let from = low(p); from < p.end; ) {
+            const batch = await readBatch(p, from, maxBatchMessages);
+            if (!batch || batch.messages.length === 0) break;
+            into.rows(
+              batch.messages.map((m) => ({ topic: topic.name, partition: p.id, offset: Number(m.offset), ts: m.timestamp, key: m.key, value: m.value ?? Buffer.alloc(0), headers: m.headers })),
+            );
+            copied += batch.messages.length;
+            from = Number(batch.messages.at(-1)!.offset) + 1;
+          }
+          // SQLite knows a partition's end from its last record; with none, offsets restart at 0.
+          if (copied === 0 && p.end > 0) log.warn({ topic: topic.name, partition: p.id, end: p.end }, 'migration: a partition with no retained record; its offsets restart at 0');
+          records += copied;
+        }
+        for (const g of topic.groups.values()) into.offsets(g.group, topic.name, g.committed);
+      }
+    });
+    return { topics: topics.size, records };
+  }
+
   return {
     kind,
     produce,
@@ -1069,5 +1099,6 @@ export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => 
       return !closed;
     },
     close,
+    copyTo,
   };
 }

@@ -1,6 +1,9 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { createLogBus } from './embedded.ts';
+import { existsSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { createEmbeddedBus, createLogBus } from './embedded.ts';
 import type { Bus, IncomingMessage } from './types.ts';
 
 export interface SqliteBusOptions {
@@ -19,6 +22,13 @@ export interface SqliteRow {
   key: string | null;
   value: Buffer;
   headers: Record<string, string>;
+}
+
+/** What `SqliteLog.load` fills a log with. */
+export interface LogLoader {
+  topic(name: string, partitions: number): void;
+  rows(rows: SqliteRow[]): void;
+  offsets(group: string, topic: string, committed: Map<number, number>): void;
 }
 
 /**
@@ -105,6 +115,29 @@ export class SqliteLog {
     this.db.prepare('DELETE FROM messages WHERE topic = ? AND partition = ? AND offset < ?').run(topic, partition, floor);
   }
 
+  /**
+   * Fills an empty log from another one in one all-or-nothing transaction: the migration
+   * from the segment-file log (./embedded.ts, `copyTo`). Records keep their offsets.
+   */
+  async load(fill: (into: LogLoader) => Promise<void>): Promise<void> {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      await fill({
+        topic: (name, partitions) => this.createTopic(name, partitions),
+        rows: (rows) => {
+          for (const r of rows) this.insert.run(r.topic, r.partition, r.offset, r.ts, r.key, r.value, JSON.stringify(r.headers));
+        },
+        offsets: (group, topic, committed) => {
+          for (const [p, next] of committed) this.upsert.run(group, topic, p, next);
+        },
+      });
+      this.db.exec('COMMIT');
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
   close(): void {
     if (this.db.isOpen) this.db.close();
   }
@@ -129,4 +162,65 @@ export class SqliteLog {
  */
 export function createSqliteBus(opts: SqliteBusOptions): Promise<Bus> {
   return createLogBus({ ...opts, dir: opts.file }, () => new SqliteLog(opts.file));
+}
+
+/**
+ * Moves a segment-file log (./embedded.ts, the embedded default's bus before this one) into
+ * the SQLite log at `file`: every retained record with its offset, and every group's
+ * committed offsets, in one transaction, so consumers go on exactly where they were.
+ *
+ * The directory is renamed `<dir>.migrating` first, and `<dir>.migrated` once the copy is
+ * committed (kept, not deleted: the log says so). A start that stopped in between finds
+ * `<dir>.migrating`: an empty SQLite log means the copy did not commit and is done again;
+ * a filled one means it did. A segment-file log beside an already filled SQLite log (an
+ * older Orrery run again on this data dir) is refused: two logs cannot be merged, and
+ * neither is dropped silently.
+ */
+export async function migrateSegmentLog(opts: { from: string; file: string; logger: Logger }): Promise<{ topics: number; records: number } | undefined> {
+  const moving = `${opts.from}.migrating`;
+  if (existsSync(opts.from)) {
+    if (existsSync(moving) || filled(opts.file)) {
+      throw new OrreryError(
+        'BUS_MIGRATION_CONFLICT',
+        `${opts.from} holds an on-disk log from an older Orrery, and ${existsSync(moving) ? moving : opts.file} holds another; they cannot be merged: move one of them out of the data dir`,
+        { retriable: false },
+      );
+    }
+    await rename(opts.from, moving);
+  }
+  if (!existsSync(moving)) return undefined;
+  const log = opts.logger.child({ component: 'bus', adapter: 'sqlite' });
+  let copied: { topics: number; records: number } | undefined;
+  if (!filled(opts.file)) {
+    const legacy = await createEmbeddedBus({ dir: moving, logger: opts.logger });
+    try {
+      const target = new SqliteLog(opts.file);
+      try {
+        copied = await legacy.copyTo(target);
+      } finally {
+        target.close();
+      }
+    } finally {
+      await legacy.close();
+    }
+  }
+  let kept = `${opts.from}.migrated`;
+  if (existsSync(kept)) kept = `${kept}-${Date.now()}`;
+  await rename(moving, kept);
+  log.info(
+    { from: opts.from, to: opts.file, kept, ...copied },
+    `bus: moved the on-disk log at ${opts.from} into ${opts.file}${copied ? ` (${copied.records} records, ${copied.topics} topics, committed offsets kept)` : ''}; the old directory is kept at ${kept}, and can be deleted`,
+  );
+  return copied;
+}
+
+/** Whether the SQLite log at `file` holds any topic. */
+function filled(file: string): boolean {
+  if (!existsSync(file)) return false;
+  const db = new SqliteLog(file);
+  try {
+    return db.topics().length > 0;
+  } finally {
+    db.close();
+  }
 }

@@ -1,7 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { createLocalBuckets } from './token-bucket.ts';
+import type { Logger } from '../logger.ts';
 import type { Cache, TakeResult, TokenBucket } from './types.ts';
 
 /**
@@ -18,14 +19,7 @@ import type { Cache, TakeResult, TokenBucket } from './types.ts';
  */
 export function createSqliteCache(opts: { path: string; now?: () => number; sweepIntervalMs?: number }): Cache {
   const now = opts.now ?? Date.now;
-  mkdirSync(dirname(opts.path), { recursive: true });
-  const db = new DatabaseSync(opts.path);
-  db.exec(`
-    pragma journal_mode = wal;
-    pragma synchronous = full;
-    create table if not exists kv (key text primary key, value text not null, expires_at integer not null) without rowid;
-    create index if not exists kv_expires_at on kv (expires_at);
-  `);
+  const db = openKv(opts.path);
   // An existing live key is left alone; an expired one is taken over, as if absent.
   const insert = db.prepare(
     `insert into kv (key, value, expires_at) values (?, ?, ?)
@@ -99,4 +93,48 @@ export function createSqliteCache(opts: { path: string; now?: () => number; swee
       db.close();
     },
   };
+}
+
+/** The cache's table in the SQLite file at `path` (created when missing). */
+function openKv(path: string): DatabaseSync {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new DatabaseSync(path);
+  db.exec(`
+    pragma journal_mode = wal;
+    pragma synchronous = full;
+    pragma busy_timeout = 5000;
+    create table if not exists kv (key text primary key, value text not null, expires_at integer not null) without rowid;
+    create index if not exists kv_expires_at on kv (expires_at);
+  `);
+  return db;
+}
+
+/**
+ * Moves the marks of a cache file of its own (`cache.sqlite`, before the bus and the cache
+ * shared one file) into `to`: the live ones are copied in one transaction, then the old
+ * file is removed. Nothing to do when `from` does not exist.
+ */
+export function migrateCacheFile(opts: { from: string; to: string; logger: Logger; now?: () => number }): void {
+  if (!existsSync(opts.from)) return;
+  const db = openKv(opts.to);
+  let moved = 0;
+  try {
+    db.prepare('attach database ? as old').run(opts.from);
+    try {
+      db.exec('begin immediate');
+      try {
+        moved = Number(db.prepare('insert or ignore into main.kv select key, value, expires_at from old.kv where expires_at > ?').run((opts.now ?? Date.now)()).changes);
+        db.exec('commit');
+      } catch (err) {
+        db.exec('rollback');
+        throw err;
+      }
+    } finally {
+      db.exec('detach database old');
+    }
+  } finally {
+    db.close();
+  }
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${opts.from}${suffix}`, { force: true });
+  opts.logger.info({ from: opts.from, to: opts.to, marks: moved }, `cache: moved ${moved} live marks from ${opts.from} into ${opts.to}, and removed the old file`);
 }

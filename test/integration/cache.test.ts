@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,9 +7,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createMemoryCache } from '../../core/cache/memory.ts';
 import { createRedisCache } from '../../core/cache/redis.ts';
-import { createSqliteCache } from '../../core/cache/sqlite.ts';
+import { createSqliteCache, migrateCacheFile } from '../../core/cache/sqlite.ts';
 import { cacheContract } from '../contracts/cache.ts';
-import { serviceEnv, uniqueName } from '../helpers/index.ts';
+import { serviceEnv, testLogger, uniqueName } from '../helpers/index.ts';
 
 cacheContract('redis', async () => createRedisCache({ url: serviceEnv('REDIS_URL'), keyPrefix: `${uniqueName('t')}:` }));
 cacheContract('memory', async () => createMemoryCache());
@@ -35,5 +36,33 @@ describe('sqlite cache: marks survive kill -9', () => {
     } finally {
       await cache.close();
     }
+  });
+});
+
+describe('sqlite cache: moving a cache file of its own into the shared file', () => {
+  it('carries the live marks over, drops the expired ones, and removes the old file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orrery-cache-'));
+    const from = join(dir, 'cache.sqlite');
+    const to = join(dir, 'orrery.sqlite');
+    let t = 1_000_000;
+    const old = createSqliteCache({ path: from, now: () => t });
+    await old.setManyIfAbsent(['live:1', 'live:2'], 60_000);
+    await old.setManyIfAbsent(['short:1'], 10);
+    await old.close();
+    const shared = createSqliteCache({ path: to, now: () => t });
+    await shared.setManyIfAbsent(['live:2', 'already:1'], 60_000);
+    await shared.close();
+
+    t += 1_000;
+    migrateCacheFile({ from, to, logger: testLogger(), now: () => t });
+    expect(existsSync(from)).toBe(false);
+    const cache = createSqliteCache({ path: to, now: () => t });
+    try {
+      expect(await cache.hasMany(['live:1', 'live:2', 'already:1', 'short:1'])).toEqual([true, true, true, false]);
+    } finally {
+      await cache.close();
+    }
+    // Nothing left to move: a second start does nothing.
+    migrateCacheFile({ from, to, logger: testLogger() });
   });
 });

@@ -32,7 +32,7 @@ routes: [{ source: web, destination: hook }]
     let orrery = await startOrrery(['start'], env);
     procs.push(orrery);
     const messages = orrery.logs.map((l) => String(l.msg));
-    expect(messages.some((m) => m.startsWith('bus: embedded on-disk log (default'))).toBe(true);
+    expect(messages.some((m) => m.startsWith('bus: embedded log in SQLite at ') && m.includes('(default; set KAFKA_BROKERS'))).toBe(true);
     expect(messages.some((m) => m.startsWith('cache/limiter: dedup and delivered marks in SQLite'))).toBe(true);
     expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
     expect(messages).toContain('control plane: versioned in the store (pglite)');

@@ -51,7 +51,7 @@ describe('first start, as a new user', () => {
     expect(printed.url).toBe(`${first.url}/v1/track`);
     const messages = first.logs.map((l) => String(l.msg));
     expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
-    expect(messages.some((m) => m.startsWith('bus: embedded on-disk log'))).toBe(true);
+    expect(messages.some((m) => m.startsWith('bus: embedded log in SQLite'))).toBe(true);
 
     // What the curl line sends, with a messageId of our own to find it by.
     const messageId = `first-start-${randomUUID()}`;

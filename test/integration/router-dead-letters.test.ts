@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEmbeddedBus } from '../../core/bus/embedded.ts';
+import { EMBEDDED_FILE } from '../../core/adapters.ts';
+import { createSqliteBus } from '../../core/bus/sqlite.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { createPgStore } from '../../core/store/pg.ts';
 import { createPgliteStore } from '../../core/store/pglite.ts';
@@ -272,7 +273,7 @@ describe('router dead letters on the embedded defaults (no Kafka, Postgres or Re
     // A first run creates the topics; between runs, the test writes to the bus itself (one
     // process at a time opens it), as an event of a source since removed would be.
     expect(await (await startOrrery(['start'], env)).stop()).toBe(0);
-    const bus = await createEmbeddedBus({ dir: join(dir, 'data', 'bus'), logger: testLogger() });
+    const bus = await createSqliteBus({ file: join(dir, 'data', EMBEDDED_FILE), logger: testLogger() });
     const ghostValue = envelope('ghost', 'emb-ghost', 'Ghost');
     await bus.produce('orrery.events.raw', [{ key: 'ghost:u1', value: ghostValue }]);
     await bus.close();
