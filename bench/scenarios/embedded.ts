@@ -131,6 +131,8 @@ export const scenario: Scenario = {
       };
     } finally {
       await receiver?.stop();
+      // Its admin connection would keep the bench process from exiting.
+      await kafka.close().catch(() => undefined);
     }
   },
 };
