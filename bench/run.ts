@@ -18,6 +18,7 @@ import { scenario as memory } from './scenarios/memory.ts';
 import { scenario as routerBacklog } from './scenarios/router-backlog.ts';
 import { scenario as router } from './scenarios/router.ts';
 import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
+import { scenario as spool } from './scenarios/spool.ts';
 
 /**
  * `npm run bench [scenario…]`: runs the scenarios (all by default), each against its
@@ -25,7 +26,7 @@ import { scenario as sinkWebhook } from './scenarios/sink-webhook.ts';
  * See bench/README.md.
  */
 
-const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory, embedded];
+const SCENARIOS: Scenario[] = [ingestTrack, ingestBatch, router, routerBacklog, sinkWebhook, e2eLatency, gitops, memory, embedded, spool];
 
 /** Scenarios whose orrery processes talk to Kafka: each runs once per client of BENCH_KAFKA_CLIENTS. */
 const KAFKA_SCENARIOS = new Set(['ingest-track', 'ingest-batch', 'router', 'router-backlog', 'sink-webhook', 'e2e-latency', 'memory']);

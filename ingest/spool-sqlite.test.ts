@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { testLogger } from '../test/helpers/index.ts';
+import type { Spool, SpoolRecord } from './spool.ts';
+import { createSqliteSpool } from './spool-sqlite.ts';
+
+/** The spool contract (./spool.ts) on SQLite: the candidate `npm run bench -- spool` measures. */
+let dir: string;
+const opened: Spool[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'orrery-spool-sqlite-'));
+});
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+function spoolAt(maxBytes = 64 * 1024 * 1024): Spool {
+  const spool = createSqliteSpool({ file: join(dir, 'spool.sqlite'), maxBytes, logger: testLogger() });
+  opened.push(spool);
+  return spool;
+}
+
+const recs = (from: number, to: number, key: string | null = 'k'): SpoolRecord[] => Array.from({ length: to - from + 1 }, (_, i) => ({ key, value: `{"n":${from + i}}` }));
+const values = (records: SpoolRecord[]) => records.map((r) => (JSON.parse(r.value) as { n: number }).n);
+
+describe('createSqliteSpool', () => {
+  it('peeks oldest first without removing, and commit moves past what was peeked', async () => {
+    const spool = spoolAt();
+    expect((await spool.peek(10)).records).toEqual([]);
+    await spool.append(recs(1, 3));
+    await spool.append([{ key: null, value: 'line\nbreak "quoted" ünïcödé' }, ...recs(5, 5)]);
+    expect(spool.depth().records).toBe(5);
+    const first = await spool.peek(2);
+    expect(values(first.records)).toEqual([1, 2]);
+    expect(values((await spool.peek(2)).records)).toEqual([1, 2]);
+    await spool.commit(first.cursor);
+    const rest = await spool.peek(10);
+    expect(rest.records).toEqual([{ key: 'k', value: '{"n":3}' }, { key: null, value: 'line\nbreak "quoted" ünïcödé' }, { key: 'k', value: '{"n":5}' }]);
+    await spool.commit(rest.cursor);
+    // Committing an old cursor again changes nothing.
+    await spool.commit(first.cursor);
+    expect(spool.depth()).toEqual({ records: 0, bytes: 0 });
+  });
+
+  it('refuses with SPOOL_FULL when maxBytes would be exceeded, writing nothing of that call', async () => {
+    const spool = spoolAt(40);
+    await spool.append(recs(1, 2));
+    await expect(spool.append(recs(3, 20))).rejects.toMatchObject({ code: 'SPOOL_FULL', status: 503, retriable: true });
+    expect(values((await spool.peek(100)).records)).toEqual([1, 2]);
+    await spool.commit((await spool.peek(100)).cursor);
+    await spool.append(recs(3, 4));
+    expect(values((await spool.peek(100)).records)).toEqual([3, 4]);
+  });
+
+  it('keeps what was not committed across a restart', async () => {
+    const spool = spoolAt();
+    await spool.append(recs(1, 10));
+    await spool.commit((await spool.peek(4)).cursor);
+    await spool.close();
+    const reopened = spoolAt();
+    expect(reopened.depth().records).toBe(6);
+    expect(values((await reopened.peek(100)).records)).toEqual([5, 6, 7, 8, 9, 10]);
+  });
+
+  it('answers appends accepted before close, and refuses them after', async () => {
+    const spool = spoolAt();
+    const pending = spool.append(recs(1, 3));
+    await spool.close();
+    await pending;
+    await expect(spool.append(recs(4, 4))).rejects.toMatchObject({ code: 'SPOOL_CLOSED', retriable: true });
+    expect(values((await spoolAt().peek(100)).records)).toEqual([1, 2, 3]);
+  });
+
+  it('every append that resolved is there after kill -9', async () => {
+    const file = join(dir, 'spool.sqlite');
+    const module = new URL('./spool-sqlite.ts', import.meta.url).href;
+    const script = `
+      const { createSqliteSpool } = await import(${JSON.stringify(module)});
+      const spool = createSqliteSpool({ file: ${JSON.stringify(file)}, maxBytes: 1 << 30, logger: { info() {}, warn() {}, error() {} } });
+      await Promise.all(Array.from({ length: 200 }, (_, i) => spool.append([{ key: 'k', value: JSON.stringify({ n: i }) }])));
+      process.kill(process.pid, 'SIGKILL');`;
+    await expect(promisify(execFile)(process.execPath, ['--input-type=module', '-e', script])).rejects.toMatchObject({ signal: 'SIGKILL' });
+    expect(values((await spoolAt().peek(1000)).records)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  });
+});
