@@ -6,7 +6,8 @@ import type { Bus, OutgoingMessage } from '../core/bus/types.ts';
 import { OrreryError } from '../core/errors.ts';
 import { testLogger, waitFor } from '../test/helpers/index.ts';
 import { createHandoff, type Handoff, type HandoffEvent, type HandoffOptions } from './handoff.ts';
-import { createSpool, type Spool, type SpoolRecord } from './spool.ts';
+import type { Spool, SpoolRecord } from './spool.ts';
+import { openSpool as openSqliteSpool } from './spool-sqlite.ts';
 
 const logger = testLogger();
 const TOPIC = 'orrery.events.raw';
@@ -78,7 +79,7 @@ afterEach(async () => {
 });
 
 async function openSpool(maxBytes = 64 * 1024 * 1024): Promise<Spool> {
-  const spool = await createSpool({ dir, maxBytes, logger });
+  const spool = await openSqliteSpool({ dir, maxBytes, logger });
   spools.push(spool);
   return spool;
 }

@@ -9,7 +9,7 @@ import { createFailOpenLimiter, createLeasedLimiter } from '../core/cache/leased
 import { createIngestApp, type IngestMetrics } from './app.ts';
 import { createHandoff, type Handoff, type HandoffEvent } from './handoff.ts';
 import { createLiveSourceResolver } from './sources.ts';
-import { createSpool } from './spool.ts';
+import { openSpool } from './spool-sqlite.ts';
 
 /**
  * The ingest component's composition root: the Hono app over the real hand-off (Kafka,
@@ -24,7 +24,7 @@ export async function createIngestComponent(ctx: ComponentContext): Promise<Comp
   // One spool per worker of a cluster: two processes must never write one spool.
   const baseSpool = config.ingest.spool.dir ?? join(config.dataDir, 'spool');
   const spoolDir = ctx.worker ? join(baseSpool, `worker-${ctx.worker.id}`) : baseSpool;
-  const spool = await createSpool({ dir: spoolDir, maxBytes: config.ingest.spool.maxBytes, logger: log });
+  const spool = await openSpool({ dir: spoolDir, maxBytes: config.ingest.spool.maxBytes, logger: log });
   const metrics = createIngestMetrics(ctx.registry, () => handoff);
   const handoff: Handoff = createHandoff({
     bus: adapters.bus,

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testLogger } from '../test/helpers/index.ts';
-import { createSpool } from './spool.ts';
+import { openSpool } from './spool-sqlite.ts';
 import { refuseOrphanSpools } from './spool-orphans.ts';
 
 const MAX = 1 << 20;
 
 async function spoolWith(dir: string, records: number): Promise<void> {
-  const spool = await createSpool({ dir, maxBytes: MAX, logger: testLogger() });
+  const spool = await openSpool({ dir, maxBytes: MAX, logger: testLogger() });
   if (records > 0) await spool.append(Array.from({ length: records }, (_, i) => ({ key: `k${i}`, value: `{"n":${i}}` })));
   await spool.close();
 }

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { createSpool } from './spool.ts';
+import { hasSpool, openSpool } from './spool-sqlite.ts';
 
 /**
  * Before `orrery start ingest --workers n` forks: worker i replays `<base>/worker-i`, so a
@@ -20,7 +20,9 @@ export async function refuseOrphanSpools(opts: { base: string; maxBytes: number;
     if (m && Number(m[1]) >= opts.workers) orphans.push({ dir: join(opts.base, name), workers: Number(m[1]) + 1 });
   }
   for (const { dir, workers } of orphans) {
-    const spool = await createSpool({ dir, maxBytes: opts.maxBytes, logger: opts.logger });
+    // Checking must not create a spool where there was none.
+    if (!(await hasSpool(dir))) continue;
+    const spool = await openSpool({ dir, maxBytes: opts.maxBytes, logger: opts.logger });
     const { records } = spool.depth();
     await spool.close();
     if (records > 0) {

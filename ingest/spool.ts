@@ -177,6 +177,10 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
+ * The segment-file spool, ingest's spool until ./spool-sqlite.ts replaced it: kept to move
+ * the spool of an older data dir in (`openSpool`), and as the baseline of `npm run bench --
+ * spool`. The types above are the spool contract both keep.
+ *
  * A durable local queue of records on disk: the place ingest puts accepted events while
  * Kafka cannot take them. Segment files (`000000000001.seg`, …) in `dir`, each record one
  * checksummed JSON line; an append resolves only once written and fsync'd, and appends that

@@ -5,7 +5,7 @@ import { createPlatformaticBus } from '../../core/bus/platformatic.ts';
 import type { Bus } from '../../core/bus/types.ts';
 import { createLogger } from '../../core/logger.ts';
 import { createSpool, type Spool } from '../../ingest/spool.ts';
-import { createSqliteSpool } from '../../ingest/spool-sqlite.ts';
+import { openSpool } from '../../ingest/spool-sqlite.ts';
 import type { BenchContext, Scenario } from '../lib/context.ts';
 import { BenchKafka } from '../lib/kafka.ts';
 import { row } from '../lib/report.ts';
@@ -31,7 +31,7 @@ interface Measured {
 
 /**
  * Issue #19: ingest's spool on SQLite (ingest/spool-sqlite.ts) against the segment-file spool
- * it would replace (ingest/spool.ts), in this process, arms alternating. What ingest does
+ * it replaced (ingest/spool.ts, kept to move old spools in), in this process, arms alternating. What ingest does
  * while Kafka is away: `BENCH_CONNECTIONS` appenders each append one ~400-byte record and
  * wait for it to be durable, again and again for `BENCH_DURATION_S` (the latency of each
  * append is what a request waits before its 2xx); then the replay once Kafka is back:
@@ -55,7 +55,7 @@ export const scenario: Scenario = {
         const order: Kind[] = run % 2 === 0 ? ['file', 'sqlite'] : ['sqlite', 'file'];
         for (const kind of order) {
           const where = join(ctx.tmpDir, `spool-${kind}-${run}`);
-          const spool = kind === 'file' ? await createSpool({ dir: where, maxBytes: MAX_BYTES, logger: silentLogger() }) : createSqliteSpool({ file: join(where, 'spool.sqlite'), maxBytes: MAX_BYTES, logger: silentLogger() });
+          const spool = kind === 'file' ? await createSpool({ dir: where, maxBytes: MAX_BYTES, logger: silentLogger() }) : await openSpool({ dir: where, maxBytes: MAX_BYTES, logger: silentLogger() });
           try {
             const m = await measure(spool, bus, topic, value, s.connections, s.durationS * 1000);
             results[kind].push(m);
