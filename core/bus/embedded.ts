@@ -363,7 +363,7 @@ export function createEmbeddedBus(opts: EmbeddedBusOptions): ReturnType<typeof c
  * The log bus above on either storage: segment files under `opts.dir`, or (with `openSqlite`)
  * one SQLite file at `opts.dir`, locked by `<file>.lock` beside it (./sqlite.ts).
  */
-export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => SqliteLog): Promise<Bus & { copyTo(target: SqliteLog): Promise<{ topics: number; records: number }> }> {
+export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => SqliteLog): Promise<Bus & { copyTo(target: SqliteLog, marker: string): Promise<{ topics: number; records: number }> }> {
   const kind = openSqlite ? 'sqlite' : 'embedded';
   const root = openSqlite ? dirname(resolve(opts.dir)) : resolve(opts.dir);
   const log = opts.logger.child({ component: 'bus', adapter: kind });
@@ -1063,9 +1063,9 @@ export async function createLogBus(opts: EmbeddedBusOptions, openSqlite?: () => 
    * Every retained record (offsets kept) and every committed offset, into `target` in one
    * transaction: the migration of a segment-file log to SQLite (./sqlite.ts).
    */
-  async function copyTo(target: SqliteLog): Promise<{ topics: number; records: number }> {
+  async function copyTo(target: SqliteLog, marker: string): Promise<{ topics: number; records: number }> {
     let records = 0;
-    await target.load(async (into) => {
+    await target.load(marker, async (into) => {
       for (const topic of topics.values()) {
         into.topic(topic.name, topic.partitions.length);
         for (const p of topic.partitions) {

@@ -53,6 +53,7 @@ export class SqliteLog {
         ts INTEGER NOT NULL, key TEXT, value BLOB NOT NULL, headers TEXT NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS offsets (grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     `);
     this.insert = this.db.prepare('INSERT INTO messages (topic, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.select = this.db.prepare('SELECT offset, ts, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?');
@@ -117,11 +118,14 @@ export class SqliteLog {
 
   /**
    * Fills an empty log from another one in one all-or-nothing transaction: the migration
-   * from the segment-file log (./embedded.ts, `copyTo`). Records keep their offsets.
+   * from the segment-file log (./embedded.ts, `copyTo`). Records keep their offsets. The
+   * same transaction records `marker` in `meta`, for the caller to clear once the source is
+   * out of the way (`clearMarker`).
    */
-  async load(fill: (into: LogLoader) => Promise<void>): Promise<void> {
+  async load(marker: string, fill: (into: LogLoader) => Promise<void>): Promise<void> {
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(marker, new Date().toISOString());
       await fill({
         topic: (name, partitions) => this.createTopic(name, partitions),
         rows: (rows) => {
@@ -136,6 +140,14 @@ export class SqliteLog {
       this.db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  hasMarker(marker: string): boolean {
+    return this.db.prepare('SELECT 1 FROM meta WHERE key = ?').get(marker) !== undefined;
+  }
+
+  clearMarker(marker: string): void {
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(marker);
   }
 
   close(): void {
@@ -164,63 +176,52 @@ export function createSqliteBus(opts: SqliteBusOptions): Promise<Bus> {
   return createLogBus({ ...opts, dir: opts.file }, () => new SqliteLog(opts.file));
 }
 
+/** In `meta` from the copy's commit until the segment-file log is renamed away. */
+const MOVING_MARKER = 'moving_segment_log';
+
 /**
  * Moves a segment-file log (./embedded.ts, the embedded default's bus before this one) into
  * the SQLite log at `file`: every retained record with its offset, and every group's
- * committed offsets, in one transaction, so consumers go on exactly where they were.
+ * committed offsets, in one transaction, so consumers go on exactly where they were. The
+ * old directory is then renamed `<dir>.migrated` (kept, not deleted: the log says so).
  *
- * The directory is renamed `<dir>.migrating` first, and `<dir>.migrated` once the copy is
- * committed (kept, not deleted: the log says so). A start that stopped in between finds
- * `<dir>.migrating`: an empty SQLite log means the copy did not commit and is done again;
- * a filled one means it did. A segment-file log beside an already filled SQLite log (an
- * older Orrery run again on this data dir) is refused: two logs cannot be merged, and
- * neither is dropped silently.
+ * The old log is opened first, which takes its lock: an older Orrery still running on it
+ * stops this with BUS_LOCKED before anything moves. The copy's transaction also writes a
+ * marker, cleared after the rename: a start that died in between finds the marker and only
+ * renames. A segment-file log beside a filled SQLite log and no marker (an older Orrery run
+ * again on a migrated data dir) is refused: two logs cannot be merged, and neither is
+ * dropped silently.
  */
 export async function migrateSegmentLog(opts: { from: string; file: string; logger: Logger }): Promise<{ topics: number; records: number } | undefined> {
-  const moving = `${opts.from}.migrating`;
-  if (existsSync(opts.from)) {
-    if (existsSync(moving) || filled(opts.file)) {
-      throw new OrreryError(
-        'BUS_MIGRATION_CONFLICT',
-        `${opts.from} holds an on-disk log from an older Orrery, and ${existsSync(moving) ? moving : opts.file} holds another; they cannot be merged: move one of them out of the data dir`,
-        { retriable: false },
-      );
-    }
-    await rename(opts.from, moving);
-  }
-  if (!existsSync(moving)) return undefined;
-  const log = opts.logger.child({ component: 'bus', adapter: 'sqlite' });
+  if (!existsSync(opts.from)) return undefined;
+  const target = new SqliteLog(opts.file);
   let copied: { topics: number; records: number } | undefined;
-  if (!filled(opts.file)) {
-    const legacy = await createEmbeddedBus({ dir: moving, logger: opts.logger });
-    try {
-      const target = new SqliteLog(opts.file);
-      try {
-        copied = await legacy.copyTo(target);
-      } finally {
-        target.close();
-      }
-    } finally {
-      await legacy.close();
-    }
-  }
-  let kept = `${opts.from}.migrated`;
-  if (existsSync(kept)) kept = `${kept}-${Date.now()}`;
-  await rename(moving, kept);
-  log.info(
-    { from: opts.from, to: opts.file, kept, ...copied },
-    `bus: moved the on-disk log at ${opts.from} into ${opts.file}${copied ? ` (${copied.records} records, ${copied.topics} topics, committed offsets kept)` : ''}; the old directory is kept at ${kept}, and can be deleted`,
-  );
-  return copied;
-}
-
-/** Whether the SQLite log at `file` holds any topic. */
-function filled(file: string): boolean {
-  if (!existsSync(file)) return false;
-  const db = new SqliteLog(file);
   try {
-    return db.topics().length > 0;
+    if (!target.hasMarker(MOVING_MARKER)) {
+      if (target.topics().length > 0) {
+        throw new OrreryError(
+          'BUS_MIGRATION_CONFLICT',
+          `${opts.from} holds an on-disk log from an older Orrery, and ${opts.file} holds another; they cannot be merged: move one of them out of the data dir`,
+          { retriable: false },
+        );
+      }
+      const legacy = await createEmbeddedBus({ dir: opts.from, logger: opts.logger });
+      try {
+        copied = await legacy.copyTo(target, MOVING_MARKER);
+      } finally {
+        await legacy.close();
+      }
+    }
+    let kept = `${opts.from}.migrated`;
+    if (existsSync(kept)) kept = `${kept}-${Date.now()}`;
+    await rename(opts.from, kept);
+    target.clearMarker(MOVING_MARKER);
+    opts.logger.child({ component: 'bus', adapter: 'sqlite' }).info(
+      { from: opts.from, to: opts.file, kept, ...copied },
+      `bus: moved the on-disk log at ${opts.from} into ${opts.file}${copied ? ` (${copied.records} records, ${copied.topics} topics, committed offsets kept)` : ''}; the old directory is kept at ${kept}, and can be deleted`,
+    );
   } finally {
-    db.close();
+    target.close();
   }
+  return copied;
 }

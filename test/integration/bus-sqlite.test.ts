@@ -150,14 +150,24 @@ describe('moving a segment-file log into SQLite', () => {
     expect(await migrateSegmentLog({ from, file, logger: testLogger() })).toBeUndefined();
   });
 
-  it('a start that stopped after the copy only renames; an old log beside a filled one is refused', async () => {
+  it('a start that died between the copy and the rename only renames; a log still in use, or beside a filled one, is left alone', async () => {
     const { from, file } = await oldDataDir();
+    // An older Orrery still running on the old log: nothing moves.
+    const running = await createEmbeddedBus({ dir: from, logger: testLogger() });
+    await expect(migrateSegmentLog({ from, file, logger: testLogger() })).rejects.toMatchObject({ code: 'BUS_LOCKED' });
+    await running.close();
+    expect(existsSync(from)).toBe(true);
+
     await migrateSegmentLog({ from, file, logger: testLogger() });
+    // As if the process died after the copy's commit, before the rename: the old log is
+    // back in place and the copy's marker still set.
     const { rename } = await import('node:fs/promises');
-    // As if the process died between the commit and the last rename.
-    await rename(`${from}.migrated`, `${from}.migrating`);
+    await rename(`${from}.migrated`, from);
+    const db = new DatabaseSync(file);
+    db.prepare("INSERT INTO meta (key, value) VALUES ('moving_segment_log', 'x')").run();
+    db.close();
     expect(await migrateSegmentLog({ from, file, logger: testLogger() })).toBeUndefined();
-    expect(existsSync(`${from}.migrating`)).toBe(false);
+    expect(existsSync(from)).toBe(false);
     const bus = await createSqliteBus({ file, logger: testLogger() });
     expect(await bus.lag!('router', 'raw')).toBe(8);
     await bus.close();
