@@ -62,11 +62,15 @@ describe('createSqliteSpool', () => {
   it('keeps what was not committed across a restart', async () => {
     const spool = await spoolAt();
     await spool.append(recs(1, 10));
+    await spool.append([{ key: 'ü', value: '{"n":11,"s":"ünïcödé"}' }]);
     await spool.commit((await spool.peek(4)).cursor);
+    const before = spool.depth();
     await spool.close();
     const reopened = await spoolAt();
-    expect(reopened.depth().records).toBe(6);
-    expect(values((await reopened.peek(100)).records)).toEqual([5, 6, 7, 8, 9, 10]);
+    // Bytes as appended (UTF-8, not characters), the same before and after a restart.
+    expect(reopened.depth()).toEqual(before);
+    expect(before).toEqual({ records: 7, bytes: recs(5, 10).reduce((n, r) => n + r.value.length + 1, 0) + Buffer.byteLength('ü{"n":11,"s":"ünïcödé"}') });
+    expect(values((await reopened.peek(100)).records)).toEqual([5, 6, 7, 8, 9, 10, 11]);
   });
 
   it('answers appends accepted before close, and refuses them after', async () => {

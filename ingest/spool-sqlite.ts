@@ -89,7 +89,7 @@ function createSqliteSpool(opts: { file: string; maxBytes: number; logger: Logge
   const insert = db.prepare('INSERT INTO spool (key, value) VALUES (?, ?)');
   const select = db.prepare('SELECT seq, key, value FROM spool ORDER BY seq LIMIT ?');
   const remove = db.prepare('DELETE FROM spool WHERE seq <= ?');
-  const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(length(value) + coalesce(length(key), 0)), 0) AS bytes FROM spool').get() as { n: number; bytes: number };
+  const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(length(CAST(value AS BLOB)) + coalesce(length(CAST(key AS BLOB)), 0)), 0) AS bytes FROM spool').get() as { n: number; bytes: number };
   let records = Number(totals.n);
   let bytes = Number(totals.bytes);
   if (records > 0) opts.logger.info({ records, bytes }, 'spool: records not yet handed to the bus, from before the restart');
