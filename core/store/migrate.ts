@@ -3,7 +3,10 @@ import type { Store } from './types.ts';
 export interface Migration {
   /** Sortable and unique, e.g. `0001_control_plane`. Never renamed once released. */
   id: string;
+  /** For Postgres (pg, PGlite). */
   sql: string;
+  /** For the SQLite store (./sqlite.ts), where types and DDL differ; required there. */
+  sqlite?: string;
 }
 
 /** An arbitrary constant: the advisory lock that serialises migrators across processes. */
@@ -24,17 +27,22 @@ export async function migrate(store: Store, migrations: Migration[]): Promise<st
     if (ids.has(m.id)) throw new Error(`duplicate migration id ${m.id}`);
     ids.add(m.id);
   }
+  // SQLite (./sqlite.ts): its one writer at a time is the lock, and each migration has its own text.
+  const sqlite = (store as { dialect?: string }).dialect === 'sqlite';
+  if (sqlite) for (const m of sorted) if (m.sqlite === undefined) throw new Error(`migration ${m.id} has no SQLite variant`);
   return store.transaction(async (tx) => {
-    await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    if (!sqlite) await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     await tx.query(
-      'create table if not exists orrery_migrations (id text primary key, applied_at timestamptz not null default now())',
+      sqlite
+        ? 'create table if not exists orrery_migrations (id text primary key, applied_at text not null default (now()))'
+        : 'create table if not exists orrery_migrations (id text primary key, applied_at timestamptz not null default now())',
     );
     const { rows } = await tx.query<{ id: string }>('select id from orrery_migrations');
     const done = new Set(rows.map((r) => r.id));
     const applied: string[] = [];
     for (const m of sorted) {
       if (done.has(m.id)) continue;
-      await tx.query(m.sql);
+      await tx.query(sqlite ? m.sqlite! : m.sql);
       await tx.query('insert into orrery_migrations (id) values ($1)', [m.id]);
       applied.push(m.id);
     }

@@ -43,18 +43,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
     });
 
     it('transaction commits on success and rolls back on error', async () => {
-      await store.query('create table tx_test (v text)');
-      await store.transaction(async (tx) => {
-        await tx.query("insert into tx_test values ('kept')");
-      });
-      await expect(
-        store.transaction(async (tx) => {
-          await tx.query("insert into tx_test values ('lost')");
-          throw new Error('boom');
-        }),
-      ).rejects.toThrow('boom');
-      const { rows } = await store.query<{ v: string }>('select v from tx_test');
-      expect(rows.map((r) => r.v)).toEqual(['kept']);
+      await expectCommitAndRollback(store);
     });
 
     it('SQL errors are typed and not retriable', async () => {
@@ -107,4 +96,20 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       await expect(store.listen('Bad"; drop', () => {})).rejects.toMatchObject({ code: 'STORE_BAD_CHANNEL' });
     });
   });
+}
+
+/** Every dialect: a transaction commits when its function resolves, and rolls back when it throws. Leaves table tx_test with one row. */
+export async function expectCommitAndRollback(store: Store): Promise<void> {
+  await store.query('create table tx_test (v text)');
+  await store.transaction(async (tx) => {
+    await tx.query("insert into tx_test values ('kept')");
+  });
+  await expect(
+    store.transaction(async (tx) => {
+      await tx.query("insert into tx_test values ('lost')");
+      throw new Error('boom');
+    }),
+  ).rejects.toThrow('boom');
+  const { rows } = await store.query<{ v: string }>('select v from tx_test');
+  expect(rows.map((r) => r.v)).toEqual(['kept']);
 }
