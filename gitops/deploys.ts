@@ -1,6 +1,6 @@
 import type { ImagePush, DeployState } from './api/types.ts';
 import { migrate } from '../core/store/migrate.ts';
-import type { Store } from '../core/store/types.ts';
+import { dialectOf, type Store } from '../core/store/types.ts';
 
 /**
  * Every deploy request and what became of it: received → committed (sha) or pr-opened →
@@ -57,8 +57,26 @@ const MIGRATIONS = [
       history jsonb not null default '[]'
     );
     create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
+    sqlite: `create table if not exists deploys (
+      id integer primary key autoincrement,
+      provider text not null,
+      delivery_id text,
+      policy text not null,
+      repository text not null,
+      tag text not null,
+      digest text,
+      state text not null,
+      sha text,
+      branch text,
+      pr_url text,
+      error text,
+      created_at text not null default (now()),
+      updated_at text not null default (now()),
+      history jsonb not null default '[]'
+    );
+    create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
   },
-  { id: '0401_deploys_revert', sql: 'alter table deploys add column if not exists revert_sha text' },
+  { id: '0401_deploys_revert', sql: 'alter table deploys add column if not exists revert_sha text', sqlite: 'alter table deploys add column revert_sha text' },
 ];
 
 type Row = Record<string, unknown> & { id: string; history: Deploy['history']; created_at: Date; updated_at: Date };
@@ -92,7 +110,7 @@ export async function createPgDeployLog(store: Store): Promise<DeployLog> {
       const entry = JSON.stringify([{ state: 'received', at: new Date().toISOString() }]);
       const { rows } = await store.query<Row>(
         `insert into deploys (provider, delivery_id, policy, repository, tag, digest, state, history)
-         values ($1, $2, $3, $4, $5, $6, 'received', $7::jsonb)
+         values ($1, $2, $3, $4, $5, $6, 'received', $7)
          on conflict (provider, delivery_id, policy) where delivery_id is not null do nothing
          returning *`,
         [provider, deliveryId ?? null, policy, push.repository, push.tag, push.digest ?? null, entry],
@@ -103,9 +121,11 @@ export async function createPgDeployLog(store: Store): Promise<DeployLog> {
     },
     async transition(id, state, f = {}) {
       const entry = JSON.stringify([{ state, at: new Date().toISOString(), ...(f.detail ? { detail: f.detail } : {}) }]);
+      // One history entry appended: jsonb's || on Postgres; on SQLite, || would join the texts.
+      const append = dialectOf(store) === 'sqlite' ? "json_insert(history, '$[#]', json(json_extract($7, '$[0]')))" : 'history || $7::jsonb';
       await store.query(
         `update deploys set state = $2, sha = coalesce($3, sha), branch = coalesce($4, branch), pr_url = coalesce($5, pr_url),
-           revert_sha = coalesce($8, revert_sha), error = $6, updated_at = now(), history = history || $7::jsonb where id = $1`,
+           revert_sha = coalesce($8, revert_sha), error = $6, updated_at = now(), history = ${append} where id = $1`,
         [id, state, f.sha ?? null, f.branch ?? null, f.prUrl ?? null, f.error ?? null, entry, f.revertSha ?? null],
       );
     },
@@ -114,7 +134,7 @@ export async function createPgDeployLog(store: Store): Promise<DeployLog> {
       return rows[0] ? fromRow(rows[0]) : undefined;
     },
     async list(opts = {}) {
-      const { rows } = await store.query<Row>('select * from deploys where ($1::text is null or policy = $1) order by id desc limit $2', [
+      const { rows } = await store.query<Row>('select * from deploys where (cast($1 as text) is null or policy = $1) order by id desc limit $2', [
         opts.policy ?? null,
         opts.limit ?? 100,
       ]);

@@ -1,4 +1,4 @@
-import type { Store } from './types.ts';
+import { dialectOf, type Store } from './types.ts';
 
 export interface Migration {
   /** Sortable and unique, e.g. `0001_control_plane`. Never renamed once released. */
@@ -28,7 +28,7 @@ export async function migrate(store: Store, migrations: Migration[]): Promise<st
     ids.add(m.id);
   }
   // SQLite (./sqlite.ts): its one writer at a time is the lock, and each migration has its own text.
-  const sqlite = (store as { dialect?: string }).dialect === 'sqlite';
+  const sqlite = dialectOf(store) === 'sqlite';
   if (sqlite) for (const m of sorted) if (m.sqlite === undefined) throw new Error(`migration ${m.id} has no SQLite variant`);
   return store.transaction(async (tx) => {
     if (!sqlite) await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);

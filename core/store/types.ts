@@ -15,6 +15,8 @@ export interface Queryable {
 
 export interface Store extends Queryable {
   readonly kind: string;
+  /** The SQL a store speaks: Postgres (pg, PGlite; the default when absent) or SQLite (./sqlite.ts). */
+  readonly dialect?: 'postgres' | 'sqlite';
   /**
    * Runs `fn` in a transaction on one connection: committed when it resolves, rolled back
    * when it throws (and the error rethrown).
@@ -28,4 +30,9 @@ export interface Store extends Queryable {
   listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** The dialect of `store`'s SQL, for the few statements that differ (./sqlite-plan.md). */
+export function dialectOf(store: Pick<Store, 'dialect'>): 'postgres' | 'sqlite' {
+  return store.dialect ?? 'postgres';
 }

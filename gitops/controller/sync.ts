@@ -37,14 +37,20 @@ export function createMemorySyncStatusStore(): SyncStatusStore {
 
 /** One row per synced path, the status as a JSON document. */
 export async function createPgSyncStatusStore(store: Store, name: string): Promise<SyncStatusStore> {
-  await migrate(store, [{ id: '0410_gitops_sync', sql: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at timestamptz not null default now())' }]);
+  await migrate(store, [
+    {
+      id: '0410_gitops_sync',
+      sql: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at timestamptz not null default now())',
+      sqlite: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at text not null default (now()))',
+    },
+  ]);
   return {
     async load() {
       const { rows } = await store.query<{ status: SyncStatus }>('select status from gitops_sync where name = $1', [name]);
       return rows[0]?.status;
     },
     async save(status) {
-      await store.query('insert into gitops_sync (name, status) values ($1, $2::jsonb) on conflict (name) do update set status = excluded.status, updated_at = now()', [
+      await store.query('insert into gitops_sync (name, status) values ($1, $2) on conflict (name) do update set status = excluded.status, updated_at = now()', [
         name,
         JSON.stringify(status),
       ]);

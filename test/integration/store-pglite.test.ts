@@ -7,6 +7,9 @@ import type { ControlPlaneSnapshot } from '../../core/control-plane.ts';
 import type { Envelope } from '../../core/envelope.ts';
 import { createPgliteStore } from '../../core/store/pglite.ts';
 import { createPgDeployLog } from '../../gitops/deploys.ts';
+import { createPgSyncStatusStore, type SyncStatus } from '../../gitops/controller/sync.ts';
+import { createSqliteStore } from '../../core/store/sqlite.ts';
+import type { Store } from '../../core/store/types.ts';
 import { listDeadLetters, recordDeadLetters, replayDeadLetters } from '../../sinks/dead-letters.ts';
 import { storeContract } from '../contracts/store.ts';
 import { testLogger, waitFor } from '../helpers/index.ts';
@@ -87,18 +90,60 @@ describe('the platform state on pglite', () => {
     }
   });
 
+});
+
+/**
+ * The GitOps state on each embedded store: PGlite (today's default) and SQLite (issue #19's,
+ * core/store/sqlite.ts), through the same modules that use Postgres.
+ */
+const EMBEDDED_STORES: Array<[string, () => Promise<Store>]> = [
+  ['pglite', async () => createPgliteStore({ dir: await tempDir(), logger: testLogger() })],
+  ['sqlite', async () => createSqliteStore({ file: join(await tempDir(), 'orrery.sqlite'), logger: testLogger() })],
+];
+
+describe.each(EMBEDDED_STORES)('gitops state on %s', (_kind, open) => {
   it('deploys: recorded, deduplicated by delivery, and moved through their states', async () => {
-    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
+    const store = await open();
     try {
       const deploys = await createPgDeployLog(store);
       const push = { repository: 'registry.example.com/team/airflow', tag: '3.1.0' };
       const first = await deploys.record({ provider: 'generic', deliveryId: 'd-1', policy: 'airflow', push });
       expect(first.duplicate).toBe(false);
+      expect(first.deploy).toMatchObject({ id: 1, state: 'received', deliveryId: 'd-1', revertSha: null });
       expect((await deploys.record({ provider: 'generic', deliveryId: 'd-1', policy: 'airflow', push })).duplicate).toBe(true);
+      // No delivery id: never a duplicate.
+      const other = await deploys.record({ provider: 'generic', deliveryId: undefined, policy: 'web', push: { ...push, tag: '3.1.1' } });
       await deploys.transition(first.deploy.id, 'committed', { sha: 'abc123' });
-      const [listed] = await deploys.list();
-      expect(listed).toMatchObject({ id: first.deploy.id, state: 'committed', sha: 'abc123' });
-      expect(listed!.history.map((h) => h.state)).toEqual(['received', 'committed']);
+      await deploys.transition(first.deploy.id, 'failed', { error: 'rollout timed out', detail: 'worker-0 not ready', revertSha: 'def456' });
+      const [latest, listed] = await deploys.list();
+      expect(latest!.id).toBe(other.deploy.id);
+      expect(listed).toMatchObject({ id: first.deploy.id, state: 'failed', sha: 'abc123', error: 'rollout timed out', revertSha: 'def456' });
+      expect(listed!.history.map((h) => [h.state, h.detail])).toEqual([['received', undefined], ['committed', undefined], ['failed', 'worker-0 not ready']]);
+      expect(Date.parse(listed!.updatedAt)).toBeGreaterThanOrEqual(Date.parse(listed!.createdAt));
+      expect((await deploys.list({ policy: 'web' })).map((d) => d.id)).toEqual([other.deploy.id]);
+      expect(await deploys.get(first.deploy.id)).toEqual(listed);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('sync status: saved as a document and read back whole, one row per name', async () => {
+    const store = await open();
+    try {
+      const status = await createPgSyncStatusStore(store, 'manifests/environments/dev');
+      expect(await status.load()).toBeUndefined();
+      const first: SyncStatus = {
+        mode: 'plan',
+        revision: 'abc',
+        conditions: [{ type: 'Ready', status: 'True', reason: 'Planned', message: 'ünïcödé "quoted"', at: new Date().toISOString() }],
+        inventory: ['apps/Deployment/ns/web'],
+        plan: { apply: ['a', 'b'], prune: [] },
+        updatedAt: new Date().toISOString(),
+      };
+      await status.save(first);
+      await status.save({ ...first, revision: 'def' });
+      expect(await status.load()).toEqual({ ...first, revision: 'def' });
+      expect(await (await createPgSyncStatusStore(store, 'other')).load()).toBeUndefined();
     } finally {
       await store.close();
     }
