@@ -36,45 +36,33 @@ export interface DeployLog {
   list(opts?: { limit?: number; policy?: string }): Promise<Deploy[]>;
 }
 
+/** The deploys table in either dialect: the same columns, each dialect's id and time types. */
+function deploysTable(t: { id: string; time: string; now: string }): string {
+  return `create table if not exists deploys (
+      id ${t.id},
+      provider text not null,
+      delivery_id text,
+      policy text not null,
+      repository text not null,
+      tag text not null,
+      digest text,
+      state text not null,
+      sha text,
+      branch text,
+      pr_url text,
+      error text,
+      created_at ${t.time} not null default ${t.now},
+      updated_at ${t.time} not null default ${t.now},
+      history jsonb not null default '[]'
+    );
+    create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`;
+}
+
 const MIGRATIONS = [
   {
     id: '0400_deploys',
-    sql: `create table if not exists deploys (
-      id bigserial primary key,
-      provider text not null,
-      delivery_id text,
-      policy text not null,
-      repository text not null,
-      tag text not null,
-      digest text,
-      state text not null,
-      sha text,
-      branch text,
-      pr_url text,
-      error text,
-      created_at timestamptz not null default now(),
-      updated_at timestamptz not null default now(),
-      history jsonb not null default '[]'
-    );
-    create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
-    sqlite: `create table if not exists deploys (
-      id integer primary key autoincrement,
-      provider text not null,
-      delivery_id text,
-      policy text not null,
-      repository text not null,
-      tag text not null,
-      digest text,
-      state text not null,
-      sha text,
-      branch text,
-      pr_url text,
-      error text,
-      created_at text not null default (now()),
-      updated_at text not null default (now()),
-      history jsonb not null default '[]'
-    );
-    create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`,
+    sql: deploysTable({ id: 'bigserial primary key', time: 'timestamptz', now: 'now()' }),
+    sqlite: deploysTable({ id: 'integer primary key autoincrement', time: 'text', now: '(now())' }),
   },
   { id: '0401_deploys_revert', sql: 'alter table deploys add column if not exists revert_sha text', sqlite: 'alter table deploys add column revert_sha text' },
 ];
