@@ -1,7 +1,8 @@
 /**
- * The store: SQL over Postgres. Adapters: pg now, embedded Postgres (PGlite) later, with
- * the same SQL and migrations. One contract suite (test/contracts/store.ts) runs against
- * every adapter.
+ * The store: SQL. Adapters: pg (production) and PGlite (the embedded default today) speak
+ * Postgres, with the same SQL and migrations, and one contract suite
+ * (test/contracts/store.ts) runs against both; SQLite (./sqlite.ts, issue #19) speaks its
+ * own dialect, where a domain's statements differ (./sqlite-plan.md).
  */
 
 export interface QueryResult<Row> {
