@@ -93,6 +93,9 @@ function workerCount(value: string | number): number {
   return n;
 }
 
+/** Bytes as whole MiB, for log lines. */
+const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+
 /** The components' checks of one kind, named `<component>.<check>`. */
 function componentChecks(components: Component[], kind: 'checks' | 'liveness'): Record<string, ReadinessCheck> {
   return Object.fromEntries(components.flatMap((c) => Object.entries(c[kind] ?? {}).map(([k, v]) => [`${c.name}.${k}`, v])));
@@ -438,5 +441,3 @@ main(process.argv.slice(2)).then(
     }
   },
 );
-
-const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
