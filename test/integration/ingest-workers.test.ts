@@ -34,7 +34,8 @@ describe('orrery start ingest with two workers', () => {
     const spool = join(process.env.TMPDIR ?? '/tmp', uniqueName('orrery-workers-spool'));
     ingest = await startIngestOnKafka('it-workers', `sources:\n  - id: multi\n    writeKeys: [${key}]\n`, { INGEST_WORKERS: '2', INGEST_SPOOL_DIR: spool });
     const orrery = ingest.orrery;
-    await waitFor(() => orrery.logs.filter((l) => l.msg === 'ingest ready').length === 2, { what: 'two workers ready' });
+    // Two processes start at once on 2 cores, beside whatever else the suite runs: once past 30 s.
+    await waitFor(() => orrery.logs.filter((l) => l.msg === 'ingest ready').length === 2, { timeoutMs: 90_000, what: 'two workers ready' });
     const workerPids = new Set(orrery.logs.filter((l) => l.msg === 'ingest ready').map((l) => l.pid));
     expect(workerPids.size).toBe(2);
     expect(workerPids.has(orrery.child.pid)).toBe(false);
