@@ -5,7 +5,8 @@ import { snapshotOf } from './control-plane-static.ts';
 import { ConfigError, InputError, OrreryError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { migrate, type Migration } from './store/migrate.ts';
-import type { Queryable, Store } from './store/types.ts';
+import type { SqliteQueryable } from './store/sqlite.ts';
+import { dialectOf, type Queryable, type Store } from './store/types.ts';
 
 /**
  * The control plane in Postgres as versioned documents: every change inserts the whole
@@ -17,24 +18,33 @@ import type { Queryable, Store } from './store/types.ts';
 /** The default NOTIFY channel. Channels are database-wide: deployments sharing one database pass their own. */
 export const CONTROL_PLANE_CHANNEL = 'orrery_control_plane';
 
-export const CONTROL_PLANE_MIGRATIONS: readonly Migration[] = [
-  {
-    id: '0100_control_plane',
-    sql: `create table control_plane_versions (
-      version bigserial primary key,
+/** The versions table in either dialect: the same columns, each dialect's id and time types. */
+function versionsTable(t: { version: string; time: string; now: string }): string {
+  return `create table control_plane_versions (
+      version ${t.version},
       doc jsonb not null,
       seed_hash text,
       note text,
-      created_at timestamptz not null default now()
-    )`,
+      created_at ${t.time} not null default ${t.now}
+    )`;
+}
+
+export const CONTROL_PLANE_MIGRATIONS: readonly Migration[] = [
+  {
+    id: '0100_control_plane',
+    sql: versionsTable({ version: 'bigserial primary key', time: 'timestamptz', now: 'now()' }),
+    sqlite: versionsTable({ version: 'integer primary key autoincrement', time: 'text', now: '(now())' }),
   },
 ];
 
 /**
  * Serialises seeding and updates within one schema. Keyed on the schema so that tests (and
- * deployments) sharing a database on separate schemas do not wait on each other.
+ * deployments) sharing a database on separate schemas do not wait on each other. SQLite
+ * needs none: its transactions take the one write lock as they begin (BEGIN IMMEDIATE).
  */
-const LOCK_SQL = "select pg_advisory_xact_lock(hashtext('orrery.control_plane.' || current_schema()))";
+async function lockControlPlane(store: Store, tx: Queryable): Promise<void> {
+  if (dialectOf(store) === 'postgres') await tx.query("select pg_advisory_xact_lock(hashtext('orrery.control_plane.' || current_schema()))");
+}
 
 const EMPTY: ControlPlaneConfig = { sources: [], destinations: [], routes: [] };
 
@@ -151,14 +161,21 @@ async function insertVersion(
   doc: ControlPlaneConfig,
   meta: { seedHash: string | null; note: string | null; channel: string },
 ): Promise<number> {
+  // Postgres casts the text to jsonb itself: an INSERT's VALUES take the column's type.
   const { rows } = await tx.query<{ version: string }>(
-    'insert into control_plane_versions (doc, seed_hash, note) values ($1::jsonb, $2, $3) returning version',
+    'insert into control_plane_versions (doc, seed_hash, note) values ($1, $2, $3) returning version',
     [JSON.stringify(doc), meta.seedHash, meta.note],
   );
   const version = Number(rows[0]!.version);
-  // Inside the transaction: Postgres delivers it on commit, and never for a rollback.
-  await tx.query('select pg_notify($1, $2)', [meta.channel, String(version)]);
+  // Inside the transaction: delivered on commit, and never for a rollback (Postgres's NOTIFY;
+  // the SQLite store's own, in process).
+  if (isNotifying(tx)) tx.notify(meta.channel, String(version));
+  else await tx.query('select pg_notify($1, $2)', [meta.channel, String(version)]);
   return version;
+}
+
+function isNotifying(tx: Queryable): tx is SqliteQueryable {
+  return typeof (tx as Partial<SqliteQueryable>).notify === 'function';
 }
 
 /**
@@ -187,13 +204,11 @@ export async function seedControlPlane(
   const seedHash = seedHashOf(doc);
   await ensureMigrated(store);
   return store.transaction(async (tx) => {
-    await tx.query(LOCK_SQL);
+    await lockControlPlane(store, tx);
     const { rows } = await tx.query<{ latest: string | null; seed_version: string | null; seed_hash: string | null }>(
       `select (select max(version) from control_plane_versions) as latest,
-              s.version as seed_version, s.seed_hash
-         from (select 1) one
-         left join lateral (select version, seed_hash from control_plane_versions
-                             where seed_hash is not null order by version desc limit 1) s on true`,
+              (select max(version) from control_plane_versions where seed_hash is not null) as seed_version,
+              (select seed_hash from control_plane_versions where seed_hash is not null order by version desc limit 1) as seed_hash`,
     );
     const latest = Number(rows[0]?.latest ?? 0);
     const lastSeedHash = rows[0]?.seed_hash ?? null;
@@ -237,7 +252,7 @@ export async function updateControlPlane(
 ): Promise<ControlPlaneSnapshot> {
   await ensureMigrated(store);
   return store.transaction(async (tx) => {
-    await tx.query(LOCK_SQL);
+    await lockControlPlane(store, tx);
     const current = await readLatest(tx);
     if (opts.expectedVersion !== undefined && opts.expectedVersion !== current.version) {
       throw new InputError(

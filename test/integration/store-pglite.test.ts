@@ -48,28 +48,6 @@ describe('pglite store on disk', () => {
  * deploys. (Their full suites run against Postgres; these show the SQL holds on PGlite.)
  */
 describe('the platform state on pglite', () => {
-  it('control plane: seeded, versioned, and changes reach subscribers through LISTEN/NOTIFY', async () => {
-    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
-    try {
-      const logger = testLogger();
-      expect(await seedControlPlane(store, { sources: [{ id: 'web', writeKeys: ['wk_pglite_0123'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }], destinations: [], routes: [] }, logger)).toBe(1);
-      const cp = await createPgControlPlane({ store, logger, pollMs: 3_600_000 });
-      const seen: ControlPlaneSnapshot[] = [];
-      cp.subscribe((snap) => seen.push(snap));
-      expect(cp.current().version).toBe(1);
-      await updateControlPlane(store, (doc) => ({ ...doc, destinations: [{ id: 'hook', type: 'webhook', enabled: true, url: 'https://example.com/h' }] }), {
-        expectedVersion: 1,
-      });
-      await waitFor(() => seen.length === 1, { what: 'the change by NOTIFY' });
-      expect(seen[0]!.version).toBe(2);
-      expect(cp.current().version).toBe(2);
-      await expect(updateControlPlane(store, (doc) => doc, { expectedVersion: 1 })).rejects.toMatchObject({ code: 'CONTROL_PLANE_CONFLICT' });
-      await cp.close();
-    } finally {
-      await store.close();
-    }
-  });
-
   it('dead letters: recorded, listed, replayed once', async () => {
     const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
     try {
@@ -144,6 +122,43 @@ describe.each(EMBEDDED_STORES)('gitops state on %s', (_kind, open) => {
       await status.save({ ...first, revision: 'def' });
       expect(await status.load()).toEqual({ ...first, revision: 'def' });
       expect(await (await createPgSyncStatusStore(store, 'other')).load()).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe.each(EMBEDDED_STORES)('control plane on %s', (_kind, open) => {
+  const web = { id: 'web', writeKeys: ['wk_embedded_0123'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] };
+
+  it('seeded once, versioned, and each committed change reaches subscribers by notify', async () => {
+    const store = await open();
+    try {
+      const logger = testLogger();
+      const seed = { sources: [web], destinations: [], routes: [] };
+      expect(await seedControlPlane(store, seed, logger)).toBe(1);
+      // The same seed again is no new version; a changed seed is.
+      expect(await seedControlPlane(store, seed, logger)).toBe(1);
+      const cp = await createPgControlPlane({ store, logger, pollMs: 3_600_000 });
+      const seen: ControlPlaneSnapshot[] = [];
+      cp.subscribe((snap) => seen.push(snap));
+      expect(cp.current().version).toBe(1);
+      expect(cp.current().sources[0]?.writeKeyHashes[0]).toMatch(/^sha256:/);
+      await updateControlPlane(store, (doc) => ({ ...doc, destinations: [{ id: 'hook', type: 'webhook', enabled: true, url: 'https://example.com/h' }] }), {
+        expectedVersion: 1,
+      });
+      await waitFor(() => seen.length === 1, { what: 'the change by notify' });
+      expect(seen[0]!.version).toBe(2);
+      expect(cp.current().destinations.map((d) => d.id)).toEqual(['hook']);
+      await expect(updateControlPlane(store, (doc) => doc, { expectedVersion: 1 })).rejects.toMatchObject({ code: 'CONTROL_PLANE_CONFLICT' });
+      // A change that fails validation is rolled back: no version, no notify.
+      await expect(updateControlPlane(store, (doc) => ({ ...doc, routes: [{ source: 'nope', destination: 'hook', enabled: true, transforms: [] }] }))).rejects.toMatchObject({
+        code: 'CONTROL_PLANE_INVALID',
+      });
+      expect(await seedControlPlane(store, { ...seed, sources: [{ ...web, id: 'app' }] }, logger)).toBe(3);
+      await waitFor(() => seen.length === 2, { what: 'the seed change by notify' });
+      expect(seen.map((s) => s.version)).toEqual([2, 3]);
+      await cp.close();
     } finally {
       await store.close();
     }
