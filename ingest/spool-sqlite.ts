@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
+import { openSqlite } from '../core/sqlite.ts';
 import { OrreryError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Spool, SpoolRecord } from './spool.ts';
@@ -63,14 +63,7 @@ export async function hasSpool(dir: string): Promise<boolean> {
 }
 
 function openDb(file: string): DatabaseSync {
-  mkdirSync(dirname(file), { recursive: true });
-  const db = new DatabaseSync(file);
-  db.exec(`
-    PRAGMA journal_mode=WAL;
-    PRAGMA synchronous=FULL;
-    CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, key TEXT, value TEXT NOT NULL);
-  `);
-  return db;
+  return openSqlite(file, 'CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, key TEXT, value TEXT NOT NULL);');
 }
 
 /**

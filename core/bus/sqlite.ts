@@ -1,4 +1,5 @@
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { openSqlite } from '../sqlite.ts';
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { existsSync } from 'node:fs';
@@ -43,18 +44,17 @@ export class SqliteLog {
   private readonly upsert: StatementSync;
 
   constructor(file: string) {
-    this.db = new DatabaseSync(file);
-    this.db.exec(`
-      PRAGMA journal_mode=WAL;
-      PRAGMA synchronous=FULL;
-      PRAGMA busy_timeout=5000;
+    this.db = openSqlite(
+      file,
+      `
       CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS messages (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
         ts INTEGER NOT NULL, key TEXT, value BLOB NOT NULL, headers TEXT NOT NULL, PRIMARY KEY (topic, partition, offset)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS offsets (grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    `);
+    `,
+    );
     this.insert = this.db.prepare('INSERT INTO messages (topic, partition, offset, ts, key, value, headers) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.select = this.db.prepare('SELECT offset, ts, key, value, headers FROM messages WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?');
     this.upsert = this.db.prepare('INSERT INTO offsets (grp, topic, partition, next) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET next = excluded.next');

@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { existsSync, rmSync } from 'node:fs';
+import type { DatabaseSync } from 'node:sqlite';
+import { openSqlite } from '../sqlite.ts';
 import { createLocalBuckets } from './token-bucket.ts';
 import type { Logger } from '../logger.ts';
 import type { Cache, TakeResult, TokenBucket } from './types.ts';
@@ -97,16 +97,13 @@ export function createSqliteCache(opts: { path: string; now?: () => number; swee
 
 /** The cache's table in the SQLite file at `path` (created when missing). */
 function openKv(path: string): DatabaseSync {
-  mkdirSync(dirname(path), { recursive: true });
-  const db = new DatabaseSync(path);
-  db.exec(`
-    pragma journal_mode = wal;
-    pragma synchronous = full;
-    pragma busy_timeout = 5000;
+  return openSqlite(
+    path,
+    `
     create table if not exists kv (key text primary key, value text not null, expires_at integer not null) without rowid;
     create index if not exists kv_expires_at on kv (expires_at);
-  `);
-  return db;
+  `,
+  );
 }
 
 /**

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import type { SQLInputValue } from 'node:sqlite';
+import { openSqlite } from '../sqlite.ts';
 import { OrreryError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Queryable, QueryResult, Store } from './types.ts';
@@ -97,10 +96,8 @@ function wrap(err: unknown): OrreryError {
   });
 }
 
-export function createSqliteStore(opts: { file: string; logger: Logger }): SqliteStore {
-  mkdirSync(dirname(opts.file), { recursive: true });
-  const db = new DatabaseSync(opts.file);
-  db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;');
+export function createSqliteStore(opts: { file: string; logger: Logger; /** Called once the database is closed: a lock's release. */ onClose?: () => Promise<void> }): SqliteStore {
+  const db = openSqlite(opts.file, 'PRAGMA foreign_keys=ON;');
   db.function('now', { deterministic: false }, () => new Date().toISOString());
   const notifications = new EventEmitter();
   notifications.setMaxListeners(0);
@@ -196,6 +193,7 @@ export function createSqliteStore(opts: { file: string; logger: Logger }): Sqlit
         notifications.removeAllListeners();
         db.close();
       });
+      await opts.onClose?.();
       opts.logger.debug({ file: opts.file }, 'sqlite store closed');
     },
   };
