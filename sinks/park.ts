@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Envelope } from '../core/envelope.ts';
 import { migrate } from '../core/store/migrate.ts';
-import type { Queryable, Store } from '../core/store/types.ts';
+import { dialectOf, type Queryable, type Store } from '../core/store/types.ts';
 import { ensureDeadLetterTable, insertDeadLetters, type NewDeadLetter } from './dead-letters.ts';
 
 /**
@@ -197,7 +197,7 @@ export function createPark(store: Store, destinationId: string, opts: { leaseMs?
     async deadLetter(id, letter) {
       await ensureDeadLetterTable(store);
       await store.transaction(async (tx) => {
-        await insertDeadLetters(tx, [letter]);
+        await insertDeadLetters(tx, [letter], dialectOf(store));
         await tx.query('delete from sink_parked_events where id = $1', [id]);
       });
     },
