@@ -8,7 +8,8 @@ import { ensureDeadLetterTable, getDeadLetter, listDeadLetters, type DeadLetter 
  * Dead letters of both stages as one list, the way Pilot and `orrery dlq` show them: the
  * router's (events it could not route, recorded from the DLQ topic) and the sinks' (events
  * a destination would not take). Each table belongs to its stage (router/dead-letters.ts,
- * sinks/dead-letters.ts); their ids come from one sequence, so an id names one letter.
+ * sinks/dead-letters.ts); their ids come from one source (a sequence on Postgres, a counter
+ * on SQLite: DEAD_LETTER_MIGRATIONS), so an id names one letter.
  */
 
 export type AnyDeadLetter = DeadLetter | RouterDeadLetter;

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from '../core/bus/types.ts';
 import { migrate } from '../core/store/migrate.ts';
-import type { Store } from '../core/store/types.ts';
-import { replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
-import { DEAD_LETTER_MIGRATIONS } from '../sinks/dead-letters.ts';
+import { dialectOf, type Queryable, type Store } from '../core/store/types.ts';
+import { replayPick, replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
+import { allocateDeadLetterIds, DEAD_LETTER_MIGRATIONS, valueRows } from '../sinks/dead-letters.ts';
 
 /**
  * The router's dead letters in the store: a copy of each message on the DLQ topic (events
@@ -10,15 +10,13 @@ import { DEAD_LETTER_MIGRATIONS } from '../sinks/dead-letters.ts';
  * story its headers tell and the raw bytes as read, ready to be replayed onto the raw topic
  * once the cause is fixed (a source added back, a schema relaxed).
  *
- * Its ids come from the sink dead letters' sequence, so one id names one dead letter across
- * both stages: Pilot lists them together and replays `{ ids }` without asking which is which.
+ * Its ids come from the sink dead letters' (their sequence on Postgres, their counter on
+ * SQLite: see DEAD_LETTER_MIGRATIONS), so one id names one dead letter across both stages:
+ * Pilot lists them together and replays `{ ids }` without asking which is which.
  */
-export const ROUTER_DEAD_LETTER_MIGRATIONS = [
-  ...DEAD_LETTER_MIGRATIONS,
-  {
-    id: '0210_router_dead_letters',
-    sql: `create table if not exists router_dead_letters (
-      id bigint primary key default nextval('sink_dead_letters_id_seq'),
+function routerDeadLettersTable(t: { id: string; bytes: string; time: string; now: string }): string {
+  return `create table if not exists router_dead_letters (
+      id ${t.id},
       dlq_topic text not null,
       dlq_partition int not null,
       dlq_offset bigint not null,
@@ -29,11 +27,11 @@ export const ROUTER_DEAD_LETTER_MIGRATIONS = [
       original_topic text,
       original_partition int,
       original_offset bigint,
-      message_key bytea,
-      raw bytea not null,
+      message_key ${t.bytes},
+      raw ${t.bytes} not null,
       headers jsonb not null,
-      dead_at timestamptz not null default now(),
-      replayed_at timestamptz,
+      dead_at ${t.time} not null default ${t.now},
+      replayed_at ${t.time},
       replay_attempts int not null default 0,
       replay_error text,
       -- A DLQ message read again (a crash before the commit) is the same row. The append
@@ -41,7 +39,16 @@ export const ROUTER_DEAD_LETTER_MIGRATIONS = [
       -- over, does not collide with the letters of the old one.
       unique (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp)
     );
-    create index if not exists router_dead_letters_pending on router_dead_letters (id) where replayed_at is null;`,
+    create index if not exists router_dead_letters_pending on router_dead_letters (id) where replayed_at is null;`;
+}
+
+export const ROUTER_DEAD_LETTER_MIGRATIONS = [
+  ...DEAD_LETTER_MIGRATIONS,
+  {
+    id: '0210_router_dead_letters',
+    sql: routerDeadLettersTable({ id: "bigint primary key default nextval('sink_dead_letters_id_seq')", bytes: 'bytea', time: 'timestamptz', now: 'now()' }),
+    // The ids: written by the insert, from the counter the sink letters use (DEAD_LETTER_MIGRATIONS).
+    sqlite: routerDeadLettersTable({ id: 'integer not null unique', bytes: 'blob', time: 'text', now: '(now())' }),
   },
 ];
 
@@ -97,9 +104,26 @@ const pgText = (s: string) => s.replaceAll('\u0000', '\uFFFD');
 export async function recordRouterDeadLetters(store: Store, messages: readonly IncomingMessage[]): Promise<number> {
   if (messages.length === 0) return 0;
   await ensureRouterDeadLetterTable(store);
+  if (dialectOf(store) !== 'sqlite') return insertRouterDeadLetters(store, messages);
+  // SQLite: the ids taken (shared with the sink letters) and the rows written in one
+  // transaction; in chunks, within its 32766 parameters a statement.
+  return store.transaction(async (tx) => {
+    let added = 0;
+    for (let i = 0; i < messages.length; i += SQLITE_CHUNK) {
+      const chunk = messages.slice(i, i + SQLITE_CHUNK);
+      added += await insertRouterDeadLetters(tx, chunk, await allocateDeadLetterIds(tx, chunk.length));
+    }
+    return added;
+  });
+}
+
+const COLS = 13;
+const SQLITE_CHUNK = 2000;
+
+/** One multi-row insert; with `firstId` (SQLite), the rows take their ids from it on. Returns how many rows were new. */
+async function insertRouterDeadLetters(q: Queryable, messages: readonly IncomingMessage[], firstId?: number): Promise<number> {
   const values: unknown[] = [];
-  const cols = 13;
-  const rows = messages.map((m, i) => {
+  for (const m of messages) {
     const h = m.headers;
     const version = intOrNull(h['x-orrery-config-version']);
     const partition = intOrNull(h['x-orrery-original-partition']);
@@ -118,13 +142,12 @@ export async function recordRouterDeadLetters(store: Store, messages: readonly I
       m.value ?? Buffer.alloc(0),
       JSON.stringify(Object.fromEntries(Object.entries(h).map(([k, v]) => [pgText(k), pgText(v)]))),
     );
-    const b = i * cols;
-    return `(${Array.from({ length: cols }, (_, k) => `$${b + k + 1}`).join(', ')}::jsonb)`;
-  });
-  const { rowCount } = await store.query(
-    `insert into router_dead_letters (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp, reason, error, config_version,
+  }
+  // Postgres types the headers parameter as jsonb from its column: no cast (SQLite has none).
+  const { rowCount } = await q.query(
+    `insert into router_dead_letters (${firstId === undefined ? '' : 'id, '}dlq_topic, dlq_partition, dlq_offset, dlq_timestamp, reason, error, config_version,
        original_topic, original_partition, original_offset, message_key, raw, headers)
-     values ${rows.join(', ')}
+     values ${valueRows(messages.length, COLS, firstId)}
      on conflict (dlq_topic, dlq_partition, dlq_offset, dlq_timestamp) do nothing`,
     values,
   );
@@ -212,10 +235,10 @@ export async function pendingRouterDeadLetters(store: Store): Promise<number> {
  * Puts router dead letters back on the raw topic, oldest first: `produce` gets the raw
  * bytes and the original key, so the event is routed again with the control plane of the
  * moment (an unknown source that was added back now routes). As for sink dead letters,
- * each row is locked (`for update skip locked`) and marked replayed in the same transaction
- * as its produce, so two replays at once never send a letter twice and a replayed letter
- * is never sent again (replayRows). A letter the router still cannot route comes back as a
- * new one.
+ * each row is locked (replayPick: `for update skip locked` on Postgres) and marked replayed
+ * in the same transaction as its produce, so two replays at once never send a letter twice
+ * and a replayed letter is never sent again (replayRows). A letter the router still cannot
+ * route comes back as a new one.
  *
  * @example await replayRouterDeadLetters(store, { ids: [7] }, (key, value) => bus.produce(topics.raw, [{ key, value }]));
  */
@@ -225,6 +248,7 @@ export async function replayRouterDeadLetters(
   produce: (key: string | null, value: Buffer) => Promise<void>,
 ): Promise<ReplayResult> {
   await ensureRouterDeadLetterTable(store);
+  const pick = replayPick(dialectOf(store), '$1', '$2');
   return replayRows<Row>(
     store,
     'router_dead_letters',
@@ -232,9 +256,7 @@ export async function replayRouterDeadLetters(
     async (tx, failed) =>
       (
         await tx.query<Row>(
-          `select * from router_dead_letters
-            where replayed_at is null and ($1::bigint[] is null or id = any($1)) and not (id = any($2::bigint[]))
-            order by id limit 1 for update skip locked`,
+          `select * from router_dead_letters where replayed_at is null and ${pick.ids} order by id limit 1 ${pick.lock}`,
           [opts.ids ?? null, failed],
         )
       ).rows[0],

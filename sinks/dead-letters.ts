@@ -1,18 +1,18 @@
 import type { Envelope } from '../core/envelope.ts';
 import { migrate } from '../core/store/migrate.ts';
-import { replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
-import type { Queryable, Store } from '../core/store/types.ts';
+import { replayPick, replayRows, type ReplayResult } from '../core/store/replay-rows.ts';
+import { dialectOf, type Queryable, type Store } from '../core/store/types.ts';
+
+type Dialect = ReturnType<typeof dialectOf>;
 
 /**
- * Dead letters in Postgres: events a destination would not take within the retry policy,
+ * Dead letters in the store: events a destination would not take within the retry policy,
  * with the story of why (last error, HTTP status, response excerpt, attempts), ready to be
  * replayed once the destination is fixed.
  */
-export const DEAD_LETTER_MIGRATIONS = [
-  {
-    id: '0200_sink_dead_letters',
-    sql: `create table if not exists sink_dead_letters (
-      id bigserial primary key,
+function sinkDeadLettersTable(t: { id: string; time: string; now: string }): string {
+  return `create table if not exists sink_dead_letters (
+      id ${t.id},
       destination_id text not null,
       message_id text not null,
       event jsonb not null,
@@ -20,13 +20,32 @@ export const DEAD_LETTER_MIGRATIONS = [
       last_error text not null,
       http_status int,
       response_excerpt text,
-      first_attempt_at timestamptz not null,
-      dead_at timestamptz not null default now(),
-      replayed_at timestamptz,
+      first_attempt_at ${t.time} not null,
+      dead_at ${t.time} not null default ${t.now},
+      replayed_at ${t.time},
       replay_attempts int not null default 0,
       replay_error text
     );
-    create index if not exists sink_dead_letters_pending on sink_dead_letters (destination_id, id) where replayed_at is null;`,
+    create index if not exists sink_dead_letters_pending on sink_dead_letters (destination_id, id) where replayed_at is null;`;
+}
+
+/**
+ * One id names one dead letter whatever its stage (router/dead-letters.ts draws from the same
+ * ids). On Postgres both tables take it from `sink_dead_letters_id_seq`. SQLite has no
+ * sequences, so a one-row counter, `dead_letter_ids`, hands out blocks of ids
+ * (allocateDeadLetterIds) and each insert writes them explicitly: a trigger instead could not
+ * show the id to RETURNING, and a rewritten rowid-alias id could collide with the table's own
+ * next rowid, hence `id integer not null unique` with no default (an insert that forgets the
+ * id fails). Ids of rows an insert skips (`on conflict do nothing`) are left unused, as
+ * nextval leaves them on Postgres.
+ */
+export const DEAD_LETTER_MIGRATIONS = [
+  {
+    id: '0200_sink_dead_letters',
+    sql: sinkDeadLettersTable({ id: 'bigserial primary key', time: 'timestamptz', now: 'now()' }),
+    sqlite: `${sinkDeadLettersTable({ id: 'integer not null unique', time: 'text', now: '(now())' })}
+    create table if not exists dead_letter_ids (next integer not null);
+    insert into dead_letter_ids (next) select 1 where not exists (select 1 from dead_letter_ids);`,
   },
 ];
 
@@ -69,22 +88,48 @@ export async function ensureDeadLetterTable(store: Store): Promise<void> {
 export async function recordDeadLetters(store: Store, letters: NewDeadLetter[]): Promise<void> {
   if (letters.length === 0) return;
   await ensureDeadLetterTable(store);
-  await insertDeadLetters(store, letters);
+  // SQLite: the ids taken and the rows written in one transaction, so a failed insert takes none.
+  if (dialectOf(store) === 'sqlite') await store.transaction((tx) => insertDeadLetters(tx, letters, 'sqlite'));
+  else await insertDeadLetters(store, letters, 'postgres');
 }
 
-/** The insert under recordDeadLetters, for a caller's transaction (the table must exist). */
-export async function insertDeadLetters(q: Queryable, letters: NewDeadLetter[]): Promise<void> {
+/**
+ * The insert under recordDeadLetters, for a caller's transaction (the table must exist);
+ * `dialect` is that of the caller's store (dialectOf).
+ */
+export async function insertDeadLetters(q: Queryable, letters: NewDeadLetter[], dialect: Dialect): Promise<void> {
   if (letters.length === 0) return;
   const values: unknown[] = [];
-  const rows = letters.map((l, i) => {
+  for (const l of letters) {
     values.push(l.destinationId, l.event.messageId, JSON.stringify(l.event), l.attempts, l.lastError.slice(0, 2000), l.httpStatus ?? null, l.responseExcerpt ?? null, new Date(l.firstAttemptAt));
-    const b = i * 8;
-    return `($${b + 1}, $${b + 2}, $${b + 3}::jsonb, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`;
-  });
+  }
+  const firstId = dialect === 'sqlite' ? await allocateDeadLetterIds(q, letters.length) : undefined;
   await q.query(
-    `insert into sink_dead_letters (destination_id, message_id, event, attempts, last_error, http_status, response_excerpt, first_attempt_at) values ${rows.join(', ')}`,
+    `insert into sink_dead_letters (${firstId === undefined ? '' : 'id, '}destination_id, message_id, event, attempts, last_error, http_status, response_excerpt, first_attempt_at)
+     values ${valueRows(letters.length, 8, firstId)}`,
     values,
   );
+}
+
+/**
+ * SQLite: the first of `n` fresh dead-letter ids, for either stage (see DEAD_LETTER_MIGRATIONS).
+ * One statement, so no two callers get the same block, in a transaction or not.
+ */
+export async function allocateDeadLetterIds(q: Queryable, n: number): Promise<number> {
+  const { rows } = await q.query<{ first: number }>('update dead_letter_ids set next = next + $1 returning next - $1 as first', [n]);
+  return Number(rows[0]!.first);
+}
+
+/**
+ * The VALUES rows of a multi-row insert: `count` rows of `cols` placeholders, numbered from
+ * $1; with `firstId`, each row starts with its id, firstId, firstId + 1, … (SQLite, whose ids
+ * the insert writes itself).
+ */
+export function valueRows(count: number, cols: number, firstId?: number): string {
+  return Array.from({ length: count }, (_, i) => {
+    const params = Array.from({ length: cols }, (_, k) => `$${i * cols + k + 1}`);
+    return `(${firstId === undefined ? '' : `${firstId + i}, `}${params.join(', ')})`;
+  }).join(', ');
 }
 
 type Row = {
@@ -136,7 +181,7 @@ export async function listDeadLetters(
   await ensureDeadLetterTable(store);
   const { rows } = await store.query<Row>(
     `select * from sink_dead_letters
-      where ($1::text is null or destination_id = $1) and ($2 or replayed_at is null)
+      where (cast($1 as text) is null or destination_id = $1) and ($2 or replayed_at is null)
       order by id limit $3`,
     [opts.destinationId ?? null, opts.includeReplayed ?? false, opts.limit ?? 100],
   );
@@ -158,6 +203,7 @@ export async function replayDeadLetters(
   deliver: (destinationId: string, event: Envelope) => Promise<void>,
 ): Promise<ReplayResult> {
   await ensureDeadLetterTable(store);
+  const pick = replayPick(dialectOf(store), '$2', '$3');
   return replayRows<Row>(
     store,
     'sink_dead_letters',
@@ -166,9 +212,8 @@ export async function replayDeadLetters(
       (
         await tx.query<Row>(
           `select * from sink_dead_letters
-            where replayed_at is null and ($1::text is null or destination_id = $1) and ($2::bigint[] is null or id = any($2))
-              and not (id = any($3::bigint[]))
-            order by id limit 1 for update skip locked`,
+            where replayed_at is null and (cast($1 as text) is null or destination_id = $1) and ${pick.ids}
+            order by id limit 1 ${pick.lock}`,
           [opts.destinationId ?? null, opts.ids ?? null, failed],
         )
       ).rows[0],

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Envelope } from '../core/envelope.ts';
 import { migrate } from '../core/store/migrate.ts';
-import type { Queryable, Store } from '../core/store/types.ts';
+import { dialectOf, type Queryable, type Store } from '../core/store/types.ts';
 import { ensureDeadLetterTable, insertDeadLetters, type NewDeadLetter } from './dead-letters.ts';
 
 /**
@@ -17,29 +17,35 @@ import { ensureDeadLetterTable, insertDeadLetters, type NewDeadLetter } from './
  * it drains and given up on a clean stop, so another member of the group takes over
  * after `leaseMs` when one dies.
  */
-export const PARK_MIGRATIONS = [
-  {
-    id: '0210_sink_park',
-    sql: `create table if not exists sink_parked_users (
+function parkTables(t: { id: string; time: string; now: string }): string {
+  return `create table if not exists sink_parked_users (
       destination_id text not null,
       user_key text not null,
-      parked_at timestamptz not null default now(),
+      parked_at ${t.time} not null default ${t.now},
       owner text,
-      lease_until timestamptz,
+      lease_until ${t.time},
       primary key (destination_id, user_key)
     );
     create table if not exists sink_parked_events (
-      id bigserial primary key,
+      id ${t.id},
       destination_id text not null,
       user_key text not null,
       dedup_key text not null,
       event text not null,
       attempts int not null default 0,
-      first_attempt_at timestamptz,
+      first_attempt_at ${t.time},
       last_error text,
       unique (destination_id, dedup_key)
     );
-    create index if not exists sink_parked_events_user on sink_parked_events (destination_id, user_key, id);`,
+    create index if not exists sink_parked_events_user on sink_parked_events (destination_id, user_key, id);`;
+}
+
+export const PARK_MIGRATIONS = [
+  {
+    id: '0210_sink_park',
+    sql: parkTables({ id: 'bigserial primary key', time: 'timestamptz', now: 'now()' }),
+    // Times as ISO-8601 text (now(): see core/store/sqlite.ts), which sorts and compares as time.
+    sqlite: parkTables({ id: 'integer primary key autoincrement', time: 'text', now: '(now())' }),
   },
 ];
 
@@ -106,6 +112,10 @@ export async function ensureParkTables(store: Store): Promise<void> {
 export function createPark(store: Store, destinationId: string, opts: { leaseMs?: number; owner?: string } = {}): Park {
   const leaseMs = opts.leaseMs ?? 15_000;
   const owner = opts.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  // SQLite: an array binds as JSON text (json_each reads it), and no lock clauses: its store
+  // runs one transaction at a time (BEGIN IMMEDIATE on one connection), which is the lock.
+  const sqlite = dialectOf(store) === 'sqlite';
+  const amongUsers = sqlite ? 'user_key in (select value from json_each($2))' : 'user_key = any($2::text[])';
   let ready: Promise<void> | undefined;
   const ensure = () => (ready ??= ensureParkTables(store).catch((err: unknown) => {
     ready = undefined;
@@ -134,7 +144,7 @@ export function createPark(store: Store, destinationId: string, opts: { leaseMs?
       if (users.length === 0) return new Set();
       await ensure();
       const { rows } = await store.query<{ user_key: string }>(
-        'select user_key from sink_parked_users where destination_id = $1 and user_key = any($2::text[])',
+        `select user_key from sink_parked_users where destination_id = $1 and ${amongUsers}`,
         [destinationId, users],
       );
       return new Set(rows.map((r) => r.user_key));
@@ -144,7 +154,7 @@ export function createPark(store: Store, destinationId: string, opts: { leaseMs?
       await ensure();
       return store.transaction(async (tx) => {
         const { rows } = await tx.query<{ user_key: string }>(
-          'select user_key from sink_parked_users where destination_id = $1 and user_key = any($2::text[]) for share',
+          `select user_key from sink_parked_users where destination_id = $1 and ${amongUsers}${sqlite ? '' : ' for share'}`,
           [destinationId, [...byUser.keys()]],
         );
         const still = new Set(rows.map((r) => r.user_key));
@@ -163,6 +173,22 @@ export function createPark(store: Store, destinationId: string, opts: { leaseMs?
     },
     async claim(limit) {
       await ensure();
+      if (sqlite) {
+        // The times from this process's clock, as ISO text (one process holds a SQLite file);
+        // users parked in the same millisecond, in the order parked (rowid).
+        const now = Date.now();
+        const { rows } = await store.query<{ user_key: string }>(
+          `update sink_parked_users set owner = $2, lease_until = $3
+            where (destination_id, user_key) in (
+              select destination_id, user_key from sink_parked_users
+               where destination_id = $1 and (owner = $2 or lease_until is null or lease_until < $4)
+               order by (owner is $2) desc, parked_at, rowid limit $5)
+            returning user_key`,
+          [destinationId, owner, new Date(now + leaseMs), new Date(now), limit],
+        );
+        return rows.map((r) => r.user_key);
+      }
+      // The times from the database's clock, which every replica shares.
       const { rows } = await store.query<{ user_key: string }>(
         `update sink_parked_users set owner = $2, lease_until = now() + ($3::int * interval '1 millisecond')
           where (destination_id, user_key) in (
@@ -197,13 +223,13 @@ export function createPark(store: Store, destinationId: string, opts: { leaseMs?
     async deadLetter(id, letter) {
       await ensureDeadLetterTable(store);
       await store.transaction(async (tx) => {
-        await insertDeadLetters(tx, [letter]);
+        await insertDeadLetters(tx, [letter], dialectOf(store));
         await tx.query('delete from sink_parked_events where id = $1', [id]);
       });
     },
     async unparkIfEmpty(user) {
       return store.transaction(async (tx) => {
-        const locked = await tx.query('select 1 from sink_parked_users where destination_id = $1 and user_key = $2 for update', [destinationId, user]);
+        const locked = await tx.query(`select 1 from sink_parked_users where destination_id = $1 and user_key = $2${sqlite ? '' : ' for update'}`, [destinationId, user]);
         if (locked.rows.length === 0) return true;
         const left = await tx.query('select 1 from sink_parked_events where destination_id = $1 and user_key = $2 limit 1', [destinationId, user]);
         if (left.rows.length > 0) return false;

@@ -1,4 +1,4 @@
-import type { Queryable, Store } from './types.ts';
+import type { dialectOf, Queryable, Store } from './types.ts';
 
 export interface ReplayResult {
   replayed: number[];
@@ -43,4 +43,20 @@ export async function replayRows<R extends { id: string | number }>(
     else result.failed.push({ id: outcome.id, error: outcome.error });
   }
   return result;
+}
+
+/**
+ * The part of a replay's pick (the `next` of replayRows) that differs per dialect: `ids`, a
+ * condition on the `id` column, keeps the ids asked for (the array parameter `asked`, null for
+ * all) less those failed in this run (the array parameter `failed`); `lock` ends the select.
+ * Postgres locks the row and skips rows another replay holds. SQLite binds an array as JSON
+ * text, read with json_each, and needs no lock: its store runs one transaction at a time
+ * (BEGIN IMMEDIATE on one connection), so a picked row is marked before the next pick.
+ *
+ * @example const pick = replayPick(dialectOf(store), '$1', '$2'); // `… where ${pick.ids} order by id limit 1 ${pick.lock}`
+ */
+export function replayPick(dialect: ReturnType<typeof dialectOf>, asked: string, failed: string): { ids: string; lock: string } {
+  return dialect === 'sqlite'
+    ? { ids: `(${asked} is null or id in (select value from json_each(${asked}))) and id not in (select value from json_each(${failed}))`, lock: '' }
+    : { ids: `(${asked}::bigint[] is null or id = any(${asked})) and not (id = any(${failed}::bigint[]))`, lock: 'for update skip locked' };
 }

@@ -10,10 +10,11 @@ import { createSqliteBus } from '../../core/bus/sqlite.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { createPgStore } from '../../core/store/pg.ts';
 import { createPgliteStore } from '../../core/store/pglite.ts';
+import { createSqliteStore } from '../../core/store/sqlite.ts';
 import type { Store } from '../../core/store/types.ts';
 import { listRouterDeadLetters, recordRouterDeadLetters, replayRouterDeadLetters } from '../../router/dead-letters.ts';
-import { recordDeadLetters } from '../../sinks/dead-letters.ts';
-import { getAnyDeadLetter } from '../../pilot/dead-letters.ts';
+import { listDeadLetters, recordDeadLetters } from '../../sinks/dead-letters.ts';
+import { getAnyDeadLetter, pendingByStage } from '../../pilot/dead-letters.ts';
 import { serviceEnv, testLogger, uniqueName, waitFor } from '../helpers/index.ts';
 import { realServicesEnv, startOrrery, webToHookConfig, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
@@ -205,6 +206,11 @@ for (const [kind, open] of [
     tempDirs.push(dir);
     return createPgliteStore({ dir, logger: testLogger() });
   }],
+  ['sqlite', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-sqlite-'));
+    tempDirs.push(dir);
+    return createSqliteStore({ file: join(dir, 'orrery.sqlite'), logger: testLogger() });
+  }],
 ] as const) {
   describe(`router dead letters in the ${kind} store`, () => {
     let store: Store;
@@ -260,6 +266,42 @@ for (const [kind, open] of [
       });
       expect(failed).toEqual({ replayed: [], failed: [{ id: pending!.id, error: 'bus unreachable' }] });
       expect((await listRouterDeadLetters(store))[0]).toMatchObject({ id: pending!.id, replayedAt: null, replayAttempts: 1, replayError: 'bus unreachable' });
+    });
+
+    it('one id space across both stages: whichever stage writes, a DLQ message read again included, no id names two letters', async () => {
+      const sinkLetter = (messageId: string) => ({
+        destinationId: 'hook',
+        event: { v: 1, sourceId: 'web', type: 'track', messageId, userId: 'u', receivedAt: new Date().toISOString() } as never,
+        attempts: 1,
+        lastError: 'e',
+        firstAttemptAt: Date.now(),
+      });
+      const written: Array<{ stage: 'router' | 'sink'; tag: string }> = [];
+      const idsOf = async () => ({
+        router: new Map((await listRouterDeadLetters(store, { includeReplayed: true, limit: 1000 })).map((l) => [l.dlq.offset, l.id])),
+        sink: new Map((await listDeadLetters(store, { includeReplayed: true, limit: 1000 })).map((l) => [l.messageId, l.id])),
+      });
+      const before = await pendingByStage(store);
+      await recordDeadLetters(store, [sinkLetter('s-1')]);
+      written.push({ stage: 'sink', tag: 's-1' });
+      expect(await recordRouterDeadLetters(store, [dlqMessage(60, Buffer.from('a'), 'k'), dlqMessage(61, Buffer.from('b'), 'k')])).toBe(2);
+      written.push({ stage: 'router', tag: '60' }, { stage: 'router', tag: '61' });
+      // Read again, with one new message: only that one is new.
+      expect(await recordRouterDeadLetters(store, [dlqMessage(61, Buffer.from('b'), 'k'), dlqMessage(62, Buffer.from('c'), 'k')])).toBe(1);
+      written.push({ stage: 'router', tag: '62' });
+      await recordDeadLetters(store, [sinkLetter('s-2'), sinkLetter('s-3')]);
+      written.push({ stage: 'sink', tag: 's-2' }, { stage: 'sink', tag: 's-3' });
+      expect(await recordRouterDeadLetters(store, [dlqMessage(63, Buffer.from('d'), 'k')])).toBe(1);
+      written.push({ stage: 'router', tag: '63' });
+
+      const ids = await idsOf();
+      const all = [...ids.router.values(), ...ids.sink.values()];
+      expect(new Set(all).size).toBe(all.length);
+      // In the order written, across stages.
+      const inOrder = written.map((w) => ids[w.stage].get(w.tag)!);
+      expect(inOrder).toEqual([...inOrder].sort((a, b) => a - b));
+      for (const w of written) expect(await getAnyDeadLetter(store, ids[w.stage].get(w.tag)!)).toMatchObject({ stage: w.stage });
+      expect(await pendingByStage(store)).toEqual({ sink: before.sink + 3, router: before.router + 4 });
     });
   });
 }

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Envelope } from '../../core/envelope.ts';
 import { createPgStore } from '../../core/store/pg.ts';
 import { createPgliteStore } from '../../core/store/pglite.ts';
+import { createSqliteStore } from '../../core/store/sqlite.ts';
 import type { Store } from '../../core/store/types.ts';
 import { listDeadLetters } from '../../sinks/dead-letters.ts';
 import { createPark } from '../../sinks/park.ts';
@@ -83,6 +84,20 @@ function parkContract(name: string, open: () => Promise<Store>, opts: { concurre
       expect(await a.claim(10)).toHaveLength(2);
     });
 
+    it('renews its own leases before it takes a free user, however much older that one is', async () => {
+      const s = await store();
+      const a = createPark(s, 'hook', { owner: 'a' });
+      const b = createPark(s, 'hook', { owner: 'b' });
+      await a.park('web:old', [fresh(event('old', 1))]);
+      await a.park('web:new', [fresh(event('new', 1))]);
+      expect(await b.claim(1)).toEqual(['web:old']);
+      expect(await a.claim(1)).toEqual(['web:new']);
+      await b.release();
+      // Within its limit, a keeps draining the user it holds rather than leave it to lapse.
+      expect(await a.claim(1)).toEqual(['web:new']);
+      expect(await b.claim(1)).toEqual(['web:old']);
+    });
+
     if (opts.concurrentSessions) {
       it('never loses an event when a batch appends while the drainer unparks (row lock)', async () => {
         const s = await store();
@@ -121,6 +136,15 @@ parkContract(
     const dir = await mkdtemp(join(tmpdir(), 'orrery-park-'));
     dirs.push(dir);
     return createPgliteStore({ dir, logger: testLogger() });
+  },
+  { concurrentSessions: false },
+);
+parkContract(
+  'sqlite',
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'orrery-park-'));
+    dirs.push(dir);
+    return createSqliteStore({ file: join(dir, 'orrery.sqlite'), logger: testLogger() });
   },
   { concurrentSessions: false },
 );

@@ -10,7 +10,8 @@ import { createPgDeployLog } from '../../gitops/deploys.ts';
 import { createPgSyncStatusStore, type SyncStatus } from '../../gitops/controller/sync.ts';
 import { createSqliteStore } from '../../core/store/sqlite.ts';
 import type { Store } from '../../core/store/types.ts';
-import { listDeadLetters, recordDeadLetters, replayDeadLetters } from '../../sinks/dead-letters.ts';
+import { pendingByStage, pendingCounts } from '../../pilot/dead-letters.ts';
+import { getDeadLetter, listDeadLetters, recordDeadLetters, replayDeadLetters } from '../../sinks/dead-letters.ts';
 import { storeContract } from '../contracts/store.ts';
 import { testLogger, waitFor } from '../helpers/index.ts';
 
@@ -43,41 +44,57 @@ describe('pglite store on disk', () => {
 });
 
 /**
- * What the single-process default keeps in the embedded store, through the same modules that
- * use Postgres: the versioned control plane with live changes, dead letters with replay,
- * deploys. (Their full suites run against Postgres; these show the SQL holds on PGlite.)
- */
-describe('the platform state on pglite', () => {
-  it('dead letters: recorded, listed, replayed once', async () => {
-    const store = await createPgliteStore({ dir: await tempDir(), logger: testLogger() });
-    try {
-      const event = { v: 1, sourceId: 'web', type: 'track', event: 'E', messageId: 'm-1', userId: 'u', receivedAt: new Date().toISOString() } as unknown as Envelope;
-      await recordDeadLetters(store, [{ destinationId: 'hook', event, attempts: 5, lastError: 'HTTP 500', httpStatus: 500, firstAttemptAt: Date.now() }]);
-      const [letter] = await listDeadLetters(store);
-      expect(letter).toMatchObject({ id: 1, destinationId: 'hook', messageId: 'm-1', attempts: 5, httpStatus: 500, replayedAt: null });
-      const delivered: string[] = [];
-      const result = await replayDeadLetters(store, {}, async (dest, e) => {
-        delivered.push(`${dest}:${e.messageId}`);
-      });
-      expect(result).toEqual({ replayed: [1], failed: [] });
-      expect(await replayDeadLetters(store, {}, async () => {})).toEqual({ replayed: [], failed: [] });
-      expect(delivered).toEqual(['hook:m-1']);
-      expect(await listDeadLetters(store)).toEqual([]);
-    } finally {
-      await store.close();
-    }
-  });
-
-});
-
-/**
- * The GitOps state on each embedded store: PGlite (today's default) and SQLite (issue #19's,
+ * The state on each embedded store: PGlite (today's default) and SQLite (issue #19's,
  * core/store/sqlite.ts), through the same modules that use Postgres.
  */
 const EMBEDDED_STORES: Array<[string, () => Promise<Store>]> = [
   ['pglite', async () => createPgliteStore({ dir: await tempDir(), logger: testLogger() })],
   ['sqlite', async () => createSqliteStore({ file: join(await tempDir(), 'orrery.sqlite'), logger: testLogger() })],
 ];
+
+describe.each(EMBEDDED_STORES)('dead letters on %s', (_kind, open) => {
+  it('recorded, listed, counted as pending, replayed once', async () => {
+    const store = await open();
+    try {
+      const firstAttemptAt = Date.parse('2026-01-02T03:04:05.678Z');
+      const event = (messageId: string) => ({ v: 1, sourceId: 'web', type: 'track', event: 'E', messageId, userId: 'u', receivedAt: new Date(firstAttemptAt).toISOString() }) as unknown as Envelope;
+      await recordDeadLetters(store, [
+        { destinationId: 'hook', event: event('m-1'), attempts: 5, lastError: 'HTTP 500', httpStatus: 500, firstAttemptAt },
+        { destinationId: 'other', event: event('m-2'), attempts: 1, lastError: 'timeout', firstAttemptAt },
+      ]);
+      await recordDeadLetters(store, [{ destinationId: 'hook', event: event('m-3'), attempts: 2, lastError: 'HTTP 503', httpStatus: 503, firstAttemptAt }]);
+      const [letter] = await listDeadLetters(store);
+      expect(letter).toMatchObject({ id: 1, destinationId: 'hook', messageId: 'm-1', attempts: 5, httpStatus: 500, replayedAt: null, firstAttemptAt: '2026-01-02T03:04:05.678Z' });
+      // The event comes back as the object recorded, not as its JSON text.
+      expect(letter!.event).toEqual(event('m-1'));
+      expect(await getDeadLetter(store, 2)).toMatchObject({ destinationId: 'other', messageId: 'm-2', httpStatus: null });
+      expect((await listDeadLetters(store, { destinationId: 'hook' })).map((l) => l.id)).toEqual([1, 3]);
+      expect(await pendingCounts(store)).toEqual({ hook: 2, other: 1 });
+      expect(await pendingByStage(store)).toEqual({ sink: 3, router: 0 });
+
+      const delivered: string[] = [];
+      const deliver = async (dest: string, e: Envelope) => {
+        delivered.push(`${dest}:${e.messageId}`);
+      };
+      expect(await replayDeadLetters(store, { destinationId: 'hook', ids: [3] }, deliver)).toEqual({ replayed: [3], failed: [] });
+      const failing = await replayDeadLetters(store, {}, async (dest, e) => {
+        if (dest === 'other') throw new Error('still down');
+        await deliver(dest, e);
+      });
+      expect(failing).toEqual({ replayed: [1], failed: [{ id: 2, error: 'still down' }] });
+      expect(await replayDeadLetters(store, {}, deliver)).toEqual({ replayed: [2], failed: [] });
+      expect(await replayDeadLetters(store, {}, deliver)).toEqual({ replayed: [], failed: [] });
+      expect(delivered).toEqual(['hook:m-3', 'hook:m-1', 'other:m-2']);
+      expect(await listDeadLetters(store)).toEqual([]);
+      expect(await pendingCounts(store)).toEqual({});
+      const replayed = await listDeadLetters(store, { includeReplayed: true });
+      expect(replayed.map((l) => [l.id, l.replayAttempts, l.replayError])).toEqual([[1, 1, null], [2, 2, null], [3, 1, null]]);
+      expect(replayed.every((l) => l.replayedAt !== null && Date.parse(l.replayedAt) >= Date.parse(l.deadAt))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe.each(EMBEDDED_STORES)('gitops state on %s', (_kind, open) => {
   it('deploys: recorded, deduplicated by delivery, and moved through their states', async () => {
