@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createAdapters } from '../core/adapters.ts';
+import { createAdapters, openStore } from '../core/adapters.ts';
 import { resolveAdminToken } from '../core/auth.ts';
 import { createErrorBoundary, defaultOnError } from '../core/error-boundary.ts';
 import { createRefusalLog } from '../core/refusals.ts';
@@ -258,34 +258,41 @@ replay   re-send pending dead letters, each once, even when two replays run at o
          letters to their destinations with the current settings, router letters onto the
          raw topic (raw bytes, original key) to be routed with the current control plane
 --stage and --destination (sink letters of one destination) narrow both.
-Dead letters live in the store: DATABASE_URL's Postgres, or the embedded one under the
-data dir, which only one process opens at a time (use Pilot's replay while orrery start runs).`,
+Dead letters live in the store: DATABASE_URL's Postgres, or the embedded SQLite store under
+the data dir. list reads it while orrery start runs; replay needs the data dir to itself
+(use Pilot's replay while orrery start runs).`,
     async run(args, config, flags) {
       const action = args[0];
       if (action !== 'list' && action !== 'replay') throw new ConfigError('usage: orrery dlq list|replay');
       const cfg = config();
       // Logs on stderr: stdout holds the JSON lines (or the replay result) that scripts read.
       const logger = createLogger({ level: 'warn' }, process.stderr);
+      if (flags.stage !== undefined && flags.stage !== 'router' && flags.stage !== 'sink') throw new ConfigError('--stage is router or sink');
+      const stage = flags.stage as Stage | undefined;
+      if (stage === 'router' && flags.destination) throw new ConfigError('router dead letters have no destination: --destination goes with sink letters');
+      const filter = {
+        stage,
+        destinationId: flags.destination,
+        ids: flags.id?.map(Number),
+        limit: flags.limit ? Number(flags.limit) : undefined,
+      };
+      const { listAllDeadLetters, replayAllDeadLetters } = await import('../pilot/dead-letters.ts');
+      if (action === 'list') {
+        // The store alone, unlocked: listing works while `orrery start` runs on the data dir.
+        const store = await openStore(cfg, logger, { lock: false });
+        try {
+          for (const l of await listAllDeadLetters(store, { ...filter, includeReplayed: flags.all })) {
+            process.stdout.write(`${JSON.stringify(l)}\n`);
+          }
+        } finally {
+          await store.close();
+        }
+        return;
+      }
       const adapters = await createAdapters(cfg, logger);
       try {
         const store = adapters.store;
         if (!store) throw new ConfigError('dead letters live in the store, and there is none');
-        if (flags.stage !== undefined && flags.stage !== 'router' && flags.stage !== 'sink') throw new ConfigError('--stage is router or sink');
-        const stage = flags.stage as Stage | undefined;
-        if (stage === 'router' && flags.destination) throw new ConfigError('router dead letters have no destination: --destination goes with sink letters');
-        const filter = {
-          stage,
-          destinationId: flags.destination,
-          ids: flags.id?.map(Number),
-          limit: flags.limit ? Number(flags.limit) : undefined,
-        };
-        const { listAllDeadLetters, replayAllDeadLetters } = await import('../pilot/dead-letters.ts');
-        if (action === 'list') {
-          for (const l of await listAllDeadLetters(store, { ...filter, includeReplayed: flags.all })) {
-            process.stdout.write(`${JSON.stringify(l)}\n`);
-          }
-          return;
-        }
         const controlPlane = await openControlPlane(cfg, adapters, logger);
         try {
           const raw = topicNames(cfg.kafka.topicPrefix).raw;

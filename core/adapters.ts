@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from './bus/types.ts';
 import type { Cache } from './cache/types.ts';
 import type { Config } from './config.ts';
+import { OrreryError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { redactUrl } from './logger.ts';
 import type { Store } from './store/types.ts';
@@ -9,9 +11,17 @@ import type { Store } from './store/types.ts';
 /** The embedded default's SQLite file under the data dir: the bus's log and the cache's marks. */
 export const EMBEDDED_FILE = 'orrery.sqlite';
 
+/**
+ * The embedded store's SQLite file under the data dir. A file of its own, not EMBEDDED_FILE:
+ * a store transaction may span awaits (a dead-letter replay holds its row while it
+ * delivers), and SQLite has one writer per file, so the bus's synchronous writes would wait
+ * on that delivery with the event loop blocked.
+ */
+export const STORE_FILE = 'store.sqlite';
+
 export interface Adapters {
   bus: Bus;
-  /** Always set by createAdapters (pg, or the embedded PGlite); tests may leave it out. */
+  /** Always set by createAdapters (pg, or the embedded SQLite store); tests may leave it out. */
   store: Store | undefined;
   cache: Cache;
   close(): Promise<void>;
@@ -22,7 +32,7 @@ export interface Adapters {
  * tell from the first lines of the log which real services (or defaults) are in use.
  * Part of the composition roots: nothing else constructs adapters from config. Each
  * adapter's module is imported only when chosen, so a process on Kafka, Postgres and Redis
- * never loads PGlite, SQLite or the embedded log, nor the other way round.
+ * never loads SQLite or the embedded log, nor the other way round.
  *
  * @example const adapters = createAdapters(config, logger);
  */
@@ -52,21 +62,12 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
     log.info({ adapter: 'sqlite', default: true, file }, `bus: embedded log in SQLite at ${file} (default; set KAFKA_BROKERS for Apache Kafka)`);
   }
 
-  let store: Store | undefined;
-  if (config.database.url) {
-    const { createPgStore } = await import('./store/pg.ts');
-    store = createPgStore({ url: config.database.url, ...(config.database.schema ? { schema: config.database.schema } : {}) });
-    log.info({ adapter: 'postgres', database: redactUrl(config.database.url), schema: config.database.schema ?? 'public' }, 'store: PostgreSQL');
-  } else {
-    const dir = join(config.dataDir, 'store');
-    try {
-      const { createPgliteStore } = await import('./store/pglite.ts');
-      store = await createPgliteStore({ dir, logger });
-    } catch (err) {
-      await bus.close();
-      throw err;
-    }
-    log.info({ adapter: 'pglite', default: true, dir }, `store: embedded PGlite at ${dir} (DATABASE_URL not set)`);
+  let store: Store;
+  try {
+    store = await openStore(config, logger);
+  } catch (err) {
+    await bus.close();
+    throw err;
   }
 
   let cache: Cache;
@@ -95,4 +96,51 @@ export async function createAdapters(config: Config, logger: Logger): Promise<Ad
       await Promise.allSettled([bus.close(), store?.close(), cache.close()]);
     },
   };
+}
+
+/**
+ * The store the config selects: DATABASE_URL's Postgres, or the embedded SQLite store under
+ * the data dir (where an older Orrery's PGlite store is moved in first: core/store/from-pglite.ts).
+ * Also what read-only commands open alone (`lock: false`: no lock, no move): SQLite's WAL lets
+ * them read while `orrery start` runs, which the bus's lock would refuse.
+ *
+ * @example const store = await openStore(config, logger);
+ */
+export async function openStore(config: Config, logger: Logger, opts: { lock?: boolean } = {}): Promise<Store> {
+  const log = logger.child({ component: 'adapters' });
+  if (config.database.url) {
+    const { createPgStore } = await import('./store/pg.ts');
+    const store = createPgStore({ url: config.database.url, ...(config.database.schema ? { schema: config.database.schema } : {}) });
+    log.info({ adapter: 'postgres', database: redactUrl(config.database.url), schema: config.database.schema ?? 'public' }, 'store: PostgreSQL');
+    return store;
+  }
+  const file = join(config.dataDir, STORE_FILE);
+  const { createSqliteStore } = await import('./store/sqlite.ts');
+  // One process owns the data dir, as for the bus; a command that only reads needs no lock.
+  if (opts.lock === false) {
+    if (existsSync(join(config.dataDir, 'store'))) {
+      throw new OrreryError('STORE_MIGRATION_NEEDED', `${join(config.dataDir, 'store')} holds the embedded store of an older Orrery (PGlite): run \`orrery start\` once, which moves it into ${file}`, {
+        retriable: false,
+      });
+    }
+    return createSqliteStore({ file, logger });
+  }
+  const { lockDir } = await import('./dir-lock.ts');
+  const release = await lockDir(config.dataDir, {
+    code: 'STORE_LOCKED',
+    what: 'an embedded store',
+    file: `${STORE_FILE}.lock`,
+    hint: 'the embedded store serves one process; run the components in one process (orrery start), or set DATABASE_URL',
+    logger,
+  });
+  const store = createSqliteStore({ file, logger, onClose: release });
+  try {
+    const { movePgliteStore } = await import('./store/from-pglite.ts');
+    await movePgliteStore({ from: join(config.dataDir, 'store'), store, logger });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  log.info({ adapter: 'sqlite', default: true, file }, `store: embedded SQLite at ${file} (default; set DATABASE_URL for PostgreSQL)`);
+  return store;
 }

@@ -53,9 +53,10 @@ export interface LockDirOptions {
 export async function lockDir(dir: string, opts: LockDirOptions): Promise<() => Promise<void>> {
   const abs = resolve(dir);
   const retriable = { retriable: false };
-  if (lockedDirs.has(abs)) throw new OrreryError(opts.code, `${abs} is already open by ${opts.what} of this process`, retriable);
-  lockedDirs.add(abs);
   const path = join(abs, opts.file ?? LOCK_FILE);
+  // Per lock file: one directory may hold several (the embedded bus's and store's files).
+  if (lockedDirs.has(path)) throw new OrreryError(opts.code, `${abs} is already open by ${opts.what} of this process`, retriable);
+  lockedDirs.add(path);
   try {
     await mkdir(abs, { recursive: true });
     for (let attempt = 1; ; attempt++) {
@@ -82,11 +83,11 @@ export async function lockDir(dir: string, opts: LockDirOptions): Promise<() => 
       }
     }
   } catch (err) {
-    lockedDirs.delete(abs);
+    lockedDirs.delete(path);
     throw err;
   }
   return async function releaseLock() {
     await unlink(path).catch(() => {});
-    lockedDirs.delete(abs);
+    lockedDirs.delete(path);
   };
 }

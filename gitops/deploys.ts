@@ -58,7 +58,7 @@ function deploysTable(t: { id: string; time: string; now: string }): string {
     create unique index if not exists deploys_delivery on deploys (provider, delivery_id, policy) where delivery_id is not null;`;
 }
 
-const MIGRATIONS = [
+export const DEPLOY_MIGRATIONS = [
   {
     id: '0400_deploys',
     sql: deploysTable({ id: 'bigserial primary key', time: 'timestamptz', now: 'now()' }),
@@ -92,7 +92,7 @@ function fromRow(r: Row): Deploy {
 
 /** @example const deploys = await createPgDeployLog(store); */
 export async function createPgDeployLog(store: Store): Promise<DeployLog> {
-  await migrate(store, MIGRATIONS);
+  await migrate(store, DEPLOY_MIGRATIONS);
   return {
     async record({ provider, deliveryId, policy, push }) {
       const entry = JSON.stringify([{ state: 'received', at: new Date().toISOString() }]);

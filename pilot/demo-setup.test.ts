@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgControlPlane, seedControlPlane, updateControlPlane } from '../core/control-plane-pg.ts';
 import { createLogger } from '../core/logger.ts';
-import { createPgliteStore } from '../core/store/pglite.ts';
+import { createSqliteStore } from '../core/store/sqlite.ts';
 import type { Store } from '../core/store/types.ts';
 import { waitFor } from '../test/helpers/index.ts';
 import { DEMO_KEY_FILE, demoBanner, demoControlPlane, demoSenderSecrets, ensureDemo, ensureDemoSecret, localBaseUrl } from './demo-setup.ts';
@@ -31,16 +31,13 @@ describe('demoBanner', () => {
   });
 });
 
-/**
- * On the embedded store in memory: the same control-plane code as `orrery start`. Starting
- * PGlite (Postgres in WebAssembly) takes seconds on a loaded machine, hence the timeouts.
- */
-describe('ensureDemo', { timeout: 60_000 }, () => {
+/** On the embedded store (SQLite) in memory: the same control-plane code as `orrery start`. */
+describe('ensureDemo', () => {
   let store: Store;
   let dir: string;
   beforeAll(async () => {
-    store = await createPgliteStore({ logger });
-  }, 60_000);
+    store = createSqliteStore({ file: ':memory:', logger });
+  });
   afterAll(async () => {
     await store.close();
     await rm(dir, { recursive: true, force: true });
@@ -68,7 +65,7 @@ describe('ensureDemo', { timeout: 60_000 }, () => {
       // The secret the destination signs with is the one the demo receiver takes.
       expect(demoSenderSecrets(snap)).toEqual([snap.destinations[0]!.secret]);
       expect(snap.routes).toEqual([expect.objectContaining({ source: 'demo', destination: 'demo-webhook', enabled: true })]);
-      const { rows } = await store.query<{ doc: string }>('select doc::text as doc from control_plane_versions');
+      const { rows } = await store.query<{ doc: string }>('select cast(doc as text) as doc from control_plane_versions');
       expect(rows.map((r) => r.doc).join()).not.toContain(demo.writeKey);
 
       // A later start finds it and prints it again, without creating anything.
@@ -91,7 +88,7 @@ describe('ensureDemo', { timeout: 60_000 }, () => {
   });
 
   it('upgrade: a demo destination from before signing gets a secret at start, once; other destinations are left alone', async () => {
-    const old = await createPgliteStore({ logger });
+    const old = createSqliteStore({ file: ':memory:', logger });
     try {
       // What a first start wrote before the demo receiver wanted signatures: no secret.
       const before = demoControlPlane('demo_old_key_0123456789', BASE);
@@ -119,7 +116,7 @@ describe('ensureDemo', { timeout: 60_000 }, () => {
   });
 
   it('is not set up when the config file seeded the control plane', async () => {
-    const seeded = await createPgliteStore({ logger });
+    const seeded = createSqliteStore({ file: ':memory:', logger });
     const dataDir = await mkdtemp(join(tmpdir(), 'orrery-demo-seeded-'));
     try {
       await seedControlPlane(seeded, { sources: [{ id: 'web', writeKeys: ['wk_web_0123456'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }], destinations: [], routes: [] }, logger);

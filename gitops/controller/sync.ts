@@ -35,15 +35,17 @@ export function createMemorySyncStatusStore(): SyncStatusStore {
   return { load: async () => (saved ? structuredClone(saved) : undefined), save: async (s) => void (saved = structuredClone(s)) };
 }
 
+export const SYNC_STATUS_MIGRATIONS = [
+  {
+    id: '0410_gitops_sync',
+    sql: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at timestamptz not null default now())',
+    sqlite: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at text not null default (now()))',
+  },
+];
+
 /** One row per synced path, the status as a JSON document. */
 export async function createPgSyncStatusStore(store: Store, name: string): Promise<SyncStatusStore> {
-  await migrate(store, [
-    {
-      id: '0410_gitops_sync',
-      sql: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at timestamptz not null default now())',
-      sqlite: 'create table if not exists gitops_sync (name text primary key, status jsonb not null, updated_at text not null default (now()))',
-    },
-  ]);
+  await migrate(store, SYNC_STATUS_MIGRATIONS);
   return {
     async load() {
       const { rows } = await store.query<{ status: SyncStatus }>('select status from gitops_sync where name = $1', [name]);

@@ -1,10 +1,13 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/index.ts';
 import { startOrrery, type OrreryProcess } from '../helpers/process.ts';
 import { startReceiver } from '../helpers/receiver.ts';
+
+const HOOK = fileURLToPath(new URL('../helpers/trace-modules.mjs', import.meta.url));
 
 /**
  * The README's run command on a machine with nothing running: no Kafka, Postgres or Redis
@@ -29,13 +32,15 @@ routes: [{ source: web, destination: hook }]
     );
     // Empty values: the embedded defaults, whatever the test environment holds.
     const env = { ORRERY_CONFIG: join(dir, 'orrery.yaml'), ORRERY_DATA_DIR: join(dir, 'data'), KAFKA_BROKERS: '', DATABASE_URL: '', REDIS_URL: '' };
-    let orrery = await startOrrery(['start'], env);
+    // Every module the first start loads (test/helpers/trace-modules.mjs).
+    const trace = join(dir, 'modules.txt');
+    let orrery = await startOrrery(['start'], { ...env, NODE_OPTIONS: `--import=${HOOK}`, ORRERY_TRACE_MODULES: trace });
     procs.push(orrery);
     const messages = orrery.logs.map((l) => String(l.msg));
     expect(messages.some((m) => m.startsWith('bus: embedded log in SQLite at ') && m.includes('(default; set KAFKA_BROKERS'))).toBe(true);
     expect(messages.some((m) => m.startsWith('cache/limiter: dedup and delivered marks in SQLite'))).toBe(true);
-    expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
-    expect(messages).toContain('control plane: versioned in the store (pglite)');
+    expect(messages).toContain(`store: embedded SQLite at ${join(dir, 'data', 'store.sqlite')} (default; set DATABASE_URL for PostgreSQL)`);
+    expect(messages).toContain('control plane: versioned in the store (sqlite)');
     // No gitops section: the embedded GitOps default, a local repository under the data dir, planning only.
     expect(messages).toContain(`gitops: manifests repo: local git repository at ${join(dir, 'data', 'manifests')} (default; set gitops.repo.url), created with Orrery's example environment manifests/environments/dev`);
     expect(messages).toContain('gitops: sync in plan mode (default: nothing is applied to a cluster; KUBECONFIG applies with a gitops section only)');
@@ -48,6 +53,10 @@ routes: [{ source: web, destination: hook }]
       });
     for (let i = 0; i < 20; i++) expect((await send(orrery.url, i)).status).toBe(200);
     await waitFor(() => receiver.accepted().length >= 20, { what: 'the first 20 delivered' });
+    // Issue #19: the default store is SQLite: PGlite is not loaded (it is only to move an old store in).
+    const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+    expect(loaded.some((u) => u.endsWith('/core/store/sqlite.ts'))).toBe(true);
+    expect(loaded.filter((u) => u.includes('/node_modules/@electric-sql/pglite/') || u.endsWith('/core/store/pglite.ts'))).toEqual([]);
 
     // Stop the receiver's acceptance, acknowledge more, restart Orrery: nothing acknowledged is lost.
     receiver.state.respond = () => 503;

@@ -50,7 +50,7 @@ describe('first start, as a new user', () => {
     expect(first.stderr()).toContain('first start: created a demo source');
     expect(printed.url).toBe(`${first.url}/v1/track`);
     const messages = first.logs.map((l) => String(l.msg));
-    expect(messages).toContain(`store: embedded PGlite at ${join(dir, 'data', 'store')} (DATABASE_URL not set)`);
+    expect(messages).toContain(`store: embedded SQLite at ${join(dir, 'data', 'store.sqlite')} (default; set DATABASE_URL for PostgreSQL)`);
     expect(messages.some((m) => m.startsWith('bus: embedded log in SQLite'))).toBe(true);
 
     // What the curl line sends, with a messageId of our own to find it by.
