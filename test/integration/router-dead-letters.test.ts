@@ -330,6 +330,9 @@ describe('router dead letters on the embedded defaults (no Kafka, Postgres or Re
         }).then((r) => r.json())) as Json;
       const letter = await waitFor(async () => (await api('GET', '/api/dead-letters?stage=router')).deadLetters[0] as Json | undefined, { what: 'the letter in Pilot' });
       expect(letter).toMatchObject({ stage: 'router', reason: 'unknown_source', key: 'ghost:u1', raw: ghostValue, originalTopic: 'orrery.events.raw' });
+      // `orrery dlq list` reads the embedded store while `orrery start` runs on it (SQLite's WAL).
+      const listed = (await run(process.execPath, [CLI, 'dlq', 'list', '--stage', 'router'], { env: { ...process.env, ...env } })).stdout;
+      expect(listed.trim().split('\n').map((l) => JSON.parse(l) as Json)).toEqual([expect.objectContaining({ id: letter.id, stage: 'router', key: 'ghost:u1' })]);
 
       const created = await api('POST', '/api/sources', { id: 'ghost' });
       const routed = await api('POST', '/api/routes', { route: { source: 'ghost', destination: 'hook' }, expectedVersion: created.version });
