@@ -31,7 +31,9 @@ import type { Queryable, QueryResult, Store } from '../../core/store/types.ts';
  * transaction id (xid8) as a bigint, which is what the warehouse keeps as its watermark.
  */
 
-export const DEFAULT_STAGE_TABLE = 'batch_events';
+import { DEFAULT_STAGE_TABLE } from './stage-table.ts';
+
+export { DEFAULT_STAGE_TABLE };
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 /** Partition names append `_pYYYYMMDD` (10 chars) and Postgres truncates names at 63. */

@@ -57,6 +57,8 @@ routes: [{ source: web, destination: hook }]
     const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
     expect(loaded.some((u) => u.endsWith('/core/store/sqlite.ts'))).toBe(true);
     expect(loaded.filter((u) => u.includes('/node_modules/@electric-sql/pglite/') || u.endsWith('/core/store/pglite.ts'))).toEqual([]);
+    // The warehouse destination's stager (pg, pg-copy-streams) waits for a warehouse batch.
+    expect(loaded.filter((u) => /\/node_modules\/(pg|pg-copy-streams)\//.test(u))).toEqual([]);
 
     // Stop the receiver's acceptance, acknowledge more, restart Orrery: nothing acknowledged is lost.
     receiver.state.respond = () => 503;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { createStager, DEFAULT_STAGE_TABLE, type Stager } from '../../batch/stage.ts';
+import type { Stager } from '../../batch/stage.ts';
+import { DEFAULT_STAGE_TABLE } from '../../batch/stage-table.ts';
 import { DeliveryError, urlPattern, type DestinationModule } from '../types.ts';
 
 /**
@@ -14,14 +15,18 @@ const Config = z.object({
 });
 export type WarehouseConfig = z.infer<typeof Config>;
 
-// One stager (and pool) per target, shared by the batches of a destination's worker.
-const stagers = new Map<string, Stager>();
+// One stager (and pool) per target, shared by the batches of a destination's worker. The
+// stager, with pg and pg-copy-streams, is loaded by the first batch: a sinks process with
+// no warehouse destination never loads them.
+const stagers = new Map<string, Promise<Stager>>();
 
-function stagerFor(config: WarehouseConfig): Stager {
+function stagerFor(config: WarehouseConfig): Promise<Stager> {
   const key = `${config.databaseUrl}|${config.schema ?? ''}|${config.table}`;
   let stager = stagers.get(key);
   if (!stager) {
-    stager = createStager({ connection: config.databaseUrl, table: config.table, ...(config.schema ? { schema: config.schema } : {}) });
+    stager = import('../../batch/stage.ts').then(({ createStager }) =>
+      createStager({ connection: config.databaseUrl, table: config.table, ...(config.schema ? { schema: config.schema } : {}) }),
+    );
     stagers.set(key, stager);
   }
   return stager;
@@ -35,7 +40,7 @@ const warehouse: DestinationModule<WarehouseConfig> = {
   maxBatchSize: 5_000,
   async deliver(events, config) {
     try {
-      await stagerFor(config).stage(events);
+      await (await stagerFor(config)).stage(events);
     } catch (err) {
       throw new DeliveryError(`staging failed: ${(err as Error).message}`, { retriable: (err as { retriable?: boolean }).retriable ?? true, cause: err });
     }
