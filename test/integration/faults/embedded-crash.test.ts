@@ -8,7 +8,7 @@ import { deliveries, expectGuarantees, faultEnv, FAULT_WRITE_KEY, pipelineConfig
 
 /**
  * Fault suite, case 5 (issue #15): the embedded default (no KAFKA_BROKERS, DATABASE_URL or
- * REDIS_URL: the on-disk bus, PGlite, in-process dedup), `orrery start` with a config file,
+ * REDIS_URL: the log, the store and the marks in SQLite under the data dir), `orrery start` with a config file,
  * killed with kill -9 under load and restarted on its data dir. Nothing acknowledged is
  * lost; the duplicates are counted.
  */
@@ -41,9 +41,10 @@ describe('fault: kill -9 of the embedded default under load', () => {
     orrery = await startOrrery(['start'], env, { without, port });
 
     const report = await settle(load, receiver, { timeoutMs: 120_000 });
-    // The embedded delivered marks live in memory: after a restart the sink re-reads from
-    // its last committed offset and repeats what it had delivered since. Bound: what had
-    // been delivered before the kill.
+    // The delivered marks are in SQLite, committed before the offsets they cover move on: a
+    // restart repeats only the batches in flight at the kill (posted, the answer not yet
+    // recorded), up to sinks.concurrency of them; bounded here by what had been delivered
+    // before the kill.
     expectGuarantees(`kill -9 embedded at ${rate}/s`, report, { maxDuplicates: deliveredBefore, why: 'at most the events delivered before the kill' }, `${deliveredBefore} delivered before the kill, ${load.failed()} refused while down`);
   }, 300_000);
 });
