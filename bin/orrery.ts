@@ -10,7 +10,7 @@ import { loadConfig, type Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, redactUrl } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
-import { settleHeap } from '../core/heap.ts';
+import { EMBEDDED_HEAP_LIMIT_MIB, restartWithHeapLimit, settleHeap } from '../core/heap.ts';
 import { createOpsRoutes, type ReadinessCheck } from '../core/ops.ts';
 import { listen, onShutdown, unmatchedRoutes } from '../core/serve.ts';
 import { coreTopicSpecs, topicNames, Topics } from '../core/topics.ts';
@@ -121,7 +121,20 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         if (!COMPONENTS[name]) throw new ConfigError(`unknown component "${name}": choose from ${Object.keys(COMPONENTS).join(', ')}`);
       }
       let cfg = config();
+      // The embedded default (no Kafka, no Postgres) runs with a smaller V8 heap limit, for a
+      // smaller peak at the same speed (core/heap.ts); this process is replaced once to set it.
+      const embedded = !cfg.kafka.brokers && !cfg.database.url;
+      if (embedded) restartWithHeapLimit(EMBEDDED_HEAP_LIMIT_MIB);
       const logger = createLogger({ level: cfg.log.level });
+      if (embedded) {
+        const limit = process.execArgv.find((a) => /^--max[-_]old[-_]space[-_]size=/.test(a))?.split('=')[1];
+        logger.info(
+          { heapLimitMiB: limit ? Number(limit) : undefined, default: limit === String(EMBEDDED_HEAP_LIMIT_MIB) },
+          limit === String(EMBEDDED_HEAP_LIMIT_MIB)
+            ? `node: heap limit ${limit} MiB (embedded default; --max-old-space-size in ORRERY_NODE_FLAGS to change)`
+            : `node: heap limit ${limit ? `${limit} MiB` : 'as set in NODE_OPTIONS or node\'s default'} (embedded default is ${EMBEDDED_HEAP_LIMIT_MIB} MiB)`,
+        );
+      }
       const workers = workerCount((flags.workers as string | undefined) ?? cfg.ingest.workers);
       if (workers > 1) {
         if (names.length !== 1 || names[0] !== 'ingest') throw new ConfigError('--workers (ingest.workers) applies to `orrery start ingest` alone');

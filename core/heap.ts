@@ -42,3 +42,30 @@ export function settleHeap(): Settled {
   gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   return { rssBefore, rssAfter: process.memoryUsage.rss(), heapUsedBefore, heapUsedAfter: process.memoryUsage().heapUsed, ms: performance.now() - started };
 }
+
+/**
+ * The embedded default's V8 heap limit, in MiB. V8 grows a heap by a factor that it caps by
+ * the heap limit: 4× on a machine whose default limit is 2 GiB or more, less below. Under the
+ * embedded bench's load (`npm run bench -- embedded`, 2 cores, 2026-12-06) the whole
+ * platform in one process peaks at 239–267 MiB with node's default limit and 178 MiB with
+ * this one, at the same events/s (2124–2349 vs 2153–2389); its live heap is a few tens of
+ * MiB, far below the limit. On Kafka the same flag costs the stages ~25% more CPU per
+ * event, so they keep node's default (bench/README.md, "Memory").
+ */
+export const EMBEDDED_HEAP_LIMIT_MIB = 1024;
+
+const HEAP_SIZE_FLAG = /^--max[-_](old[-_]space|heap)[-_]size\b/;
+
+/**
+ * Replaces this process by itself with V8's heap limit at `mib` (process.execve: the same
+ * pid, stdio and environment), unless a heap size is set already, on node's command line
+ * (ORRERY_NODE_FLAGS, bin/node-flags) or in NODE_OPTIONS: the operator's choice wins.
+ * Returns only when it does not restart. Call it before anything is written or opened.
+ *
+ * @example if (embedded) restartWithHeapLimit(EMBEDDED_HEAP_LIMIT_MIB);
+ */
+export function restartWithHeapLimit(mib: number): void {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => HEAP_SIZE_FLAG.test(a));
+  if (given || typeof process.execve !== 'function') return;
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, `--max-old-space-size=${mib}`, ...process.argv.slice(1)], process.env);
+}

@@ -41,6 +41,8 @@ routes: [{ source: web, destination: hook }]
     expect(messages.some((m) => m.startsWith('cache/limiter: dedup and delivered marks in SQLite'))).toBe(true);
     expect(messages).toContain(`store: embedded SQLite at ${join(dir, 'data', 'store.sqlite')} (default; set DATABASE_URL for PostgreSQL)`);
     expect(messages).toContain('control plane: versioned in the store (sqlite)');
+    // The embedded default's smaller V8 heap limit (core/heap.ts), set by replacing the process once.
+    expect(messages).toContain('node: heap limit 1024 MiB (embedded default; --max-old-space-size in ORRERY_NODE_FLAGS to change)');
     // No gitops section: the embedded GitOps default, a local repository under the data dir, planning only.
     expect(messages).toContain(`gitops: manifests repo: local git repository at ${join(dir, 'data', 'manifests')} (default; set gitops.repo.url), created with Orrery's example environment manifests/environments/dev`);
     expect(messages).toContain('gitops: sync in plan mode (default: nothing is applied to a cluster; KUBECONFIG applies with a gitops section only)');
