@@ -470,7 +470,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   // ---- dead letters ----------------------------------------------------------------------
 
   function needStore(): Store {
-    if (!deps.store) throw new InputError('no_database', 'dead letters live in PostgreSQL: set DATABASE_URL (without it they go to the DLQ topic and cannot be replayed)', 409);
+    if (!deps.store) throw new InputError('no_database', 'dead letters live in the store, and this process has none: they stay on the DLQ topic and cannot be replayed from here', 409);
     return deps.store;
   }
 

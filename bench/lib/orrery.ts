@@ -94,7 +94,7 @@ export async function startOrreryProcess(ctx: BenchContext, o: OrreryOptions): P
     ORRERY_DATA_DIR: join(dir, 'data'),
     // The store is what production runs: the machine's Postgres, a schema per process
     // (dropped at stop), with the control plane seeded from the config file. Without a
-    // local DATABASE_URL each process opens the embedded PGlite in its data dir instead
+    // local DATABASE_URL each process opens the embedded SQLite store in its data dir instead
     // (its start-up and memory then count). The store is on no hot path measured here
     // (dead letters only, none expected).
     DATABASE_URL: databaseUrl ?? '',

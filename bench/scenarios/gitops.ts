@@ -112,7 +112,7 @@ export const scenario: Scenario = {
     if ('skipped' in cluster) notes.push(cluster.skipped);
     const kube = 'kc' in cluster ? cluster : undefined;
     const databaseUrl = localDatabase(process.env.DATABASE_URL);
-    if (!databaseUrl) notes.push('no DATABASE_URL on this machine: the deploy log is in the embedded PGlite');
+    if (!databaseUrl) notes.push('no DATABASE_URL on this machine: the deploy log is in the embedded SQLite store');
     const namespace = kube ? `bench-${ctx.runId}-gitops`.toLowerCase() : undefined;
     const schema = `bench_${ctx.runId}_gitops`.toLowerCase();
     const timeoutMs = s.timeoutS * 1000;
