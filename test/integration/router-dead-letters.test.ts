@@ -9,7 +9,6 @@ import { EMBEDDED_FILE } from '../../core/adapters.ts';
 import { createSqliteBus } from '../../core/bus/sqlite.ts';
 import type { Bus, IncomingMessage } from '../../core/bus/types.ts';
 import { createPgStore } from '../../core/store/pg.ts';
-import { createPgliteStore } from '../../core/store/pglite.ts';
 import { createSqliteStore } from '../../core/store/sqlite.ts';
 import type { Store } from '../../core/store/types.ts';
 import { listRouterDeadLetters, recordRouterDeadLetters, replayRouterDeadLetters } from '../../router/dead-letters.ts';
@@ -201,11 +200,6 @@ afterAll(async () => {
 
 for (const [kind, open] of [
   ['pg', async () => createPgStore({ url: serviceEnv('DATABASE_URL'), schema: uniqueName('rdlq').toLowerCase() })],
-  ['pglite', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-pglite-'));
-    tempDirs.push(dir);
-    return createPgliteStore({ dir, logger: testLogger() });
-  }],
   ['sqlite', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'orrery-rdlq-sqlite-'));
     tempDirs.push(dir);

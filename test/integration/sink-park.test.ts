@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Envelope } from '../../core/envelope.ts';
 import { createPgStore } from '../../core/store/pg.ts';
-import { createPgliteStore } from '../../core/store/pglite.ts';
 import { createSqliteStore } from '../../core/store/sqlite.ts';
 import type { Store } from '../../core/store/types.ts';
 import { listDeadLetters } from '../../sinks/dead-letters.ts';
@@ -130,15 +129,6 @@ afterAll(async () => {
 });
 
 parkContract('postgres', async () => createPgStore({ url: serviceEnv('DATABASE_URL'), schema: uniqueName('pk').toLowerCase() }), { concurrentSessions: true });
-parkContract(
-  'pglite',
-  async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'orrery-park-'));
-    dirs.push(dir);
-    return createPgliteStore({ dir, logger: testLogger() });
-  },
-  { concurrentSessions: false },
-);
 parkContract(
   'sqlite',
   async () => {

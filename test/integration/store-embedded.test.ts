@@ -44,11 +44,12 @@ describe('pglite store on disk', () => {
 });
 
 /**
- * The state on each embedded store: PGlite (today's default) and SQLite (issue #19's,
- * core/store/sqlite.ts), through the same modules that use Postgres.
+ * The state on the embedded store (SQLite, core/store/sqlite.ts), through the same modules
+ * that use Postgres (whose own suites run on the machine's Postgres). PGlite, the embedded
+ * store before it, is kept only to read an older data dir (core/store/from-pglite.ts): its
+ * contract above, its move in store-move.test.ts.
  */
 const EMBEDDED_STORES: Array<[string, () => Promise<Store>]> = [
-  ['pglite', async () => createPgliteStore({ dir: await tempDir(), logger: testLogger() })],
   ['sqlite', async () => createSqliteStore({ file: join(await tempDir(), 'orrery.sqlite'), logger: testLogger() })],
 ];
 
