@@ -65,18 +65,10 @@ const COMPONENTS: Record<string, () => Promise<ComponentFactory>> = {
   pilot: async () => (await import('../pilot/main.ts')).createPilotComponent,
 };
 
-/**
- * The control plane: versioned in the store (Postgres, or the embedded PGlite), seeded from
- * the config file, with live changes; the config file alone only when a caller built
- * adapters without a store.
- */
+/** The control plane: versioned in the store (Postgres, or the embedded SQLite store), seeded from the config file, with live changes. */
 async function openControlPlane(cfg: Config, adapters: Adapters, logger: Logger): Promise<ControlPlaneSource> {
   const seed = { sources: [...cfg.sources], destinations: [...cfg.destinations], routes: [...cfg.routes] };
   const log = logger.child({ component: 'control-plane' });
-  if (!adapters.store) {
-    log.info({ adapter: 'config-file', default: true }, 'control plane: the config file (set DATABASE_URL for live changes)');
-    return (await import('../core/control-plane-static.ts')).createStaticControlPlane(seed);
-  }
   const { createPgControlPlane, seedControlPlane } = await import('../core/control-plane-pg.ts');
   // An empty seed never replaces what the database holds: a missing file is not a wish to delete everything.
   if (seed.sources.length + seed.destinations.length + seed.routes.length > 0) await seedControlPlane(adapters.store, seed, logger);
@@ -176,7 +168,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
         controlPlane = await openControlPlane(cfg, adapters, logger);
         // A demo from before the demo receiver wanted signatures gets its secret before the
         // sinks deliver, or its deliveries would be refused.
-        if (names.includes('pilot') && adapters.store) await (await import('../pilot/demo-setup.ts')).ensureDemoSecret({ store: adapters.store, controlPlane, logger });
+        if (names.includes('pilot')) await (await import('../pilot/demo-setup.ts')).ensureDemoSecret({ store: adapters.store, controlPlane, logger });
         for (const name of names) {
           const create = await COMPONENTS[name]!();
           components.push(await create({ config: cfg, logger, registry, adapters, topics, controlPlane, ...(adminToken ? { adminToken } : {}), refusals, ...(worker ? { worker } : {}) }));
@@ -198,7 +190,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
           isDraining: () => draining,
           checks: {
             bus: async () => ((await adapters.bus.ping()) ? 'ok' : 'degraded'),
-            ...(adapters.store ? { store: async () => ((await adapters.store!.ping()) ? 'ok' : 'down') } : {}),
+            store: async () => ((await adapters.store.ping()) ? 'ok' : 'down'),
             cache: async () => ((await adapters.cache.ping()) ? 'ok' : 'down'),
             ...componentChecks(components, 'checks'),
           },
@@ -212,7 +204,7 @@ write key and a curl line on stderr (again at later starts, while the demo key w
       const { host, port, requestTimeoutMs, headersTimeoutMs } = cfg.http;
       const server = await listen({ fetch: app.fetch, host, port, requestTimeoutMs, headersTimeoutMs, logger });
       // The demo belongs to the whole platform in one process: a component run alone never sets it up.
-      if (args.length === 0 && adapters.store && controlPlane) {
+      if (args.length === 0 && controlPlane) {
         const { demoBanner, ensureDemo, localBaseUrl } = await import('../pilot/demo-setup.ts');
         const baseUrl = localBaseUrl(cfg.http.host, server.port);
         try {
@@ -305,7 +297,6 @@ the data dir. list reads it while orrery start runs; replay needs the data dir t
       const adapters = await createAdapters(cfg, logger);
       try {
         const store = adapters.store;
-        if (!store) throw new ConfigError('dead letters live in the store, and there is none');
         const controlPlane = await openControlPlane(cfg, adapters, logger);
         try {
           const raw = topicNames(cfg.kafka.topicPrefix).raw;

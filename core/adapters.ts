@@ -21,8 +21,8 @@ export const STORE_FILE = 'store.sqlite';
 
 export interface Adapters {
   bus: Bus;
-  /** Always set by createAdapters (pg, or the embedded SQLite store); tests may leave it out. */
-  store: Store | undefined;
+  /** DATABASE_URL's Postgres, or the embedded SQLite store. */
+  store: Store;
   cache: Cache;
   close(): Promise<void>;
 }

@@ -14,6 +14,7 @@ import { createMemoryCache } from './cache/memory.ts';
 import type { Component, ComponentContext } from './component.ts';
 import { loadConfig } from './config.ts';
 import { createStaticControlPlane } from './control-plane-static.ts';
+import { createSqliteStore } from './store/sqlite.ts';
 import { UNEXPECTED_ERRORS_METRIC } from './error-boundary.ts';
 import { createLogger } from './logger.ts';
 import { createRegistry } from './metrics.ts';
@@ -48,7 +49,8 @@ describe('error boundary', () => {
     const config = loadConfig({ env: { ORRERY_DATA_DIR: dir } });
     const bus = await createEmbeddedBus({ dir: join(dir, 'bus'), logger });
     const cache = createMemoryCache();
-    adapters = { bus, store: undefined, cache, close: async () => void (await Promise.allSettled([bus.close(), cache.close()])) };
+    const store = createSqliteStore({ file: ':memory:', logger });
+    adapters = { bus, store, cache, close: async () => void (await Promise.allSettled([bus.close(), store.close(), cache.close()])) };
     const topics = topicNames('boundary');
     await bus.ensureTopics(coreTopicSpecs(topics, { partitions: 1, replicationFactor: 1 }));
     const ctx: ComponentContext = { config, logger, registry, adapters, topics, controlPlane: createStaticControlPlane({ sources: [], destinations: [], routes: [] }), adminToken: TOKEN };

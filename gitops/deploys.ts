@@ -5,8 +5,7 @@ import { dialectOf, type Store } from '../core/store/types.ts';
 /**
  * Every deploy request and what became of it: received → committed (sha) or pr-opened →
  * synced → rolled-out (planned instead, in plan mode), or failed / skipped (with the reason); a failed rollout may go on to
- * reverting (revertSha) → reverted. In Postgres when there is a database; in memory
- * otherwise (the single-process default).
+ * reverting (revertSha) → reverted. In the store: Postgres, or the embedded SQLite store.
  */
 export interface Deploy {
   id: number;
@@ -127,56 +126,6 @@ export async function createPgDeployLog(store: Store): Promise<DeployLog> {
         opts.limit ?? 100,
       ]);
       return rows.map(fromRow);
-    },
-  };
-}
-
-/** @example const deploys = createMemoryDeployLog(); */
-export function createMemoryDeployLog(): DeployLog {
-  const deploys: Deploy[] = [];
-  return {
-    async record({ provider, deliveryId, policy, push }) {
-      const seen = deliveryId ? deploys.find((d) => d.provider === provider && d.deliveryId === deliveryId && d.policy === policy) : undefined;
-      if (seen) return { deploy: structuredClone(seen), duplicate: true };
-      const at = new Date().toISOString();
-      const deploy: Deploy = {
-        id: deploys.length + 1,
-        provider,
-        deliveryId: deliveryId ?? null,
-        policy,
-        repository: push.repository,
-        tag: push.tag,
-        digest: push.digest ?? null,
-        state: 'received',
-        sha: null,
-        branch: null,
-        prUrl: null,
-        revertSha: null,
-        error: null,
-        createdAt: at,
-        updatedAt: at,
-        history: [{ state: 'received', at }],
-      };
-      deploys.push(deploy);
-      return { deploy: structuredClone(deploy), duplicate: false };
-    },
-    async transition(id, state, f = {}) {
-      const d = deploys[id - 1];
-      if (!d) return;
-      const at = new Date().toISOString();
-      Object.assign(d, { state, updatedAt: at, error: f.error ?? null }, f.sha ? { sha: f.sha } : {}, f.branch ? { branch: f.branch } : {}, f.prUrl ? { prUrl: f.prUrl } : {}, f.revertSha ? { revertSha: f.revertSha } : {});
-      d.history.push({ state, at, ...(f.detail ? { detail: f.detail } : {}) });
-    },
-    async get(id) {
-      const d = deploys[id - 1];
-      return d ? structuredClone(d) : undefined;
-    },
-    async list(opts = {}) {
-      return deploys
-        .filter((d) => !opts.policy || d.policy === opts.policy)
-        .slice(-(opts.limit ?? 100))
-        .reverse()
-        .map((d) => structuredClone(d));
     },
   };
 }

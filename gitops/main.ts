@@ -9,8 +9,8 @@ import { activeGitops } from '../core/gitops-config.ts';
 import { createRefusalLog } from '../core/refusals.ts';
 import { createDeployer } from './controller/deployer.ts';
 import { createReverter } from './controller/reverter.ts';
-import { createMemorySyncStatusStore, createPgSyncStatusStore, createSync } from './controller/sync.ts';
-import { createMemoryDeployLog, createPgDeployLog, type DeployLog } from './deploys.ts';
+import { createPgSyncStatusStore, createSync } from './controller/sync.ts';
+import { createPgDeployLog, type DeployLog } from './deploys.ts';
 import { verifyGitWebhook } from './git-webhook.ts';
 import { policiesFor } from './policy.ts';
 import { RECEIVERS } from './receivers/index.ts';
@@ -35,7 +35,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   const adminToken = ctx.adminToken;
   if (!adminToken) throw new ConfigError('gitops serves /deploys and /sync/status to the admin token: the composition root must resolve one (PILOT_ADMIN_TOKEN, or generated)');
   const refusals = ctx.refusals ?? createRefusalLog({ logger: ctx.logger });
-  const deploys = ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : createMemoryDeployLog();
+  const deploys = await createPgDeployLog(ctx.adapters.store);
   const app = new Hono();
   const unexpected = createErrorBoundary({ surface: 'gitops', logger: log, registry: ctx.registry });
   app.onError((err, c) => {
@@ -82,7 +82,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   });
   // The Kubernetes client (~870 modules, ~45 MiB) only when there is a cluster: plan mode never loads it.
   const applier = cfg.sync.kubeconfig ? await kubeApplier(cfg.sync.kubeconfig) : undefined;
-  const statusStore = ctx.adapters.store ? await createPgSyncStatusStore(ctx.adapters.store, cfg.repo.path) : createMemorySyncStatusStore();
+  const statusStore = await createPgSyncStatusStore(ctx.adapters.store, cfg.repo.path);
   const policies = new Map(cfg.policies.map((p) => [p.name, p]));
   // Late-bound: the reverter triggers the sync, and the sync calls the reverter.
   let triggerSync = (_reason: string) => {};

@@ -46,8 +46,8 @@ import {
 export interface PilotApiDeps {
   adminToken: string;
   controlPlane: ControlPlaneSource;
-  /** Absent: no database, so the control plane is the config file (read-only) and there are no dead letters. */
-  store: Store | undefined;
+  /** The control plane's versions and the dead letters: Postgres, or the embedded SQLite store. */
+  store: Store;
   /** Absent: the deploy list is empty. */
   deploys: DeployLog | undefined;
   policies: readonly ImagePolicy[];
@@ -287,13 +287,6 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   };
 
   async function write(note: string, expectedVersion: number | undefined, mutate: (doc: ControlPlaneConfig) => ControlPlaneConfig): Promise<ControlPlaneSnapshot> {
-    if (!deps.store) {
-      throw new InputError(
-        'read_only_control_plane',
-        'there is no database (DATABASE_URL is not set), so the config file is the control plane: edit it and restart Orrery',
-        409,
-      );
-    }
     const snapshot = await updateControlPlane(deps.store, mutate, { ...(expectedVersion !== undefined ? { expectedVersion } : {}), note: `pilot: ${note}` });
     if (!written || snapshot.version > written.version) written = snapshot;
     log.info({ version: snapshot.version, change: note }, 'control plane changed through Pilot');
@@ -310,7 +303,6 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
     const s = latest();
     return c.json({
       version: s.version,
-      readOnly: !deps.store,
       sources: s.sources.map(sourceView),
       destinations: s.destinations.map((d) => redactDestination(d)),
       routes: s.routes,
@@ -469,10 +461,6 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
 
   // ---- dead letters ----------------------------------------------------------------------
 
-  function needStore(): Store {
-    if (!deps.store) throw new InputError('no_database', 'dead letters live in the store, and this process has none: they stay on the DLQ topic and cannot be replayed from here', 409);
-    return deps.store;
-  }
 
   const stageQuery = (c: Context): DeadLetterFilter['stage'] => {
     const stage = c.req.query('stage') || undefined;
@@ -485,7 +473,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   }
 
   app.get('/api/dead-letters', async (c) => {
-    const store = needStore();
+    const store = deps.store;
     const deadLetters = await listAllDeadLetters(store, {
       stage: stageQuery(c),
       destinationId: c.req.query('destination') || undefined,
@@ -497,13 +485,13 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
 
   // Numeric ids only, so that /api/dead-letters/replay is not a GET of a letter named "replay" (405, Allow: POST).
   app.get('/api/dead-letters/:id{[0-9]+}', async (c) => {
-    const letter = await getAnyDeadLetter(needStore(), idParam(c));
+    const letter = await getAnyDeadLetter(deps.store, idParam(c));
     if (!letter) throw new InputError('not_found', `no dead letter ${c.req.param('id')}`, 404);
     return c.json(letter);
   });
 
   app.post('/api/dead-letters/replay', async (c) => {
-    const store = needStore();
+    const store = deps.store;
     const { stage, destinationId, ids, limit } = await body(c, ReplayBody);
     const result = await replayLetters(store, { stage, destinationId, ids, limit });
     log.info({ replayed: result.replayed.length, failed: result.failed.length, destinationId, stage }, 'dead letters replayed through Pilot');
@@ -511,7 +499,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   });
 
   app.post('/api/dead-letters/:id{[0-9]+}/replay', async (c) => {
-    const store = needStore();
+    const store = deps.store;
     const id = idParam(c);
     const letter = await getAnyDeadLetter(store, id);
     if (!letter) throw new InputError('not_found', `no dead letter ${id}`, 404);
@@ -542,7 +530,7 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
 
   app.get('/api/metrics/summary', async (c) => {
     const summary = summarize(await deps.sampler.peek(), latest().destinations.map((d) => d.id));
-    return c.json({ ...summary, ...(deps.store ? { deadLettersPending: await pendingCounts(deps.store) } : {}) });
+    return c.json({ ...summary, deadLettersPending: await pendingCounts(deps.store) });
   });
 
   app.get('/api/metrics/series', (c) => c.json({ everyMs: deps.sampleMs, points: chartPoints(deps.sampler.samples()) }));

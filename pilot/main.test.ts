@@ -9,7 +9,9 @@ import { standardWebhookHeaders } from '../core/auth.ts';
 import { createEmbeddedBus } from '../core/bus/embedded.ts';
 import { createMemoryCache } from '../core/cache/memory.ts';
 import { loadConfig } from '../core/config.ts';
-import { createStaticControlPlane } from '../core/control-plane-static.ts';
+import { createPgControlPlane, seedControlPlane } from '../core/control-plane-pg.ts';
+import type { ControlPlaneSource } from '../core/control-plane-source.ts';
+import { createSqliteStore } from '../core/store/sqlite.ts';
 import { createLogger } from '../core/logger.ts';
 import { createRegistry } from '../core/metrics.ts';
 import { unmatchedRoutes } from '../core/serve.ts';
@@ -19,18 +21,19 @@ import { pilotConfigFrom } from './config.ts';
 import { createPilotComponent } from './main.ts';
 
 /**
- * The Pilot component in process, on the embedded bus and without a database: auth, the
- * read-only control plane, the debugger fed from the raw topic, SSE, the demo webhook,
- * metrics and the UI pages. The same API against Kafka and Postgres is in
+ * The Pilot component in process, on the embedded bus and a SQLite store in memory: auth,
+ * the control plane, the debugger fed from the raw topic, SSE, the demo webhook, metrics
+ * and the UI pages. The same API against Kafka and Postgres is in
  * test/integration/pilot.test.ts.
  */
 const TOKEN = 'unit-test-admin-token-0123456789';
 const DEMO_SECRET = `whsec_${Buffer.from('pilot-unit-demo-secret').toString('base64')}`;
 const logger = createLogger({ level: 'silent' });
 
-describe('pilot component (embedded bus, no database)', () => {
+describe('pilot component (embedded bus, SQLite store in memory)', () => {
   let dir: string;
   let adapters: Adapters;
+  let controlPlane: ControlPlaneSource | undefined;
   let pilot: Awaited<ReturnType<typeof createPilotComponent>>;
   const registry = createRegistry({ service: 'test' });
   const topics = topicNames('pilotunit');
@@ -40,16 +43,16 @@ describe('pilot component (embedded bus, no database)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'orrery-pilot-unit-'));
     const config = loadConfig({ env: { ORRERY_DATA_DIR: dir } });
-    // Built here rather than by createAdapters, which always opens a store (the embedded
-    // one by default): this is Pilot without one.
+    // Built here rather than by createAdapters: a store in memory, nothing under the data dir.
     const bus = await createEmbeddedBus({ dir: join(config.dataDir, 'bus'), logger });
     const cache = createMemoryCache();
     adapters = {
       bus,
-      store: undefined,
+      store: createSqliteStore({ file: ':memory:', logger }),
       cache,
       async close() {
-        await Promise.allSettled([bus.close(), cache.close()]);
+        await controlPlane?.close();
+        await Promise.allSettled([bus.close(), this.store.close(), cache.close()]);
       },
     };
     await adapters.bus.ensureTopics(coreTopicSpecs(topics, { partitions: 1, replicationFactor: 1 }));
@@ -58,7 +61,7 @@ describe('pilot component (embedded bus, no database)', () => {
     new Counter({ name: 'orrery_sink_delivery_failures_total', help: 'h', labelNames: ['destination', 'retriable'], registers: [registry] }).inc({ destination: 'hook', retriable: 'true' }, 2);
     new Counter({ name: 'orrery_ingest_events_accepted_total', help: 'h', labelNames: ['source'], registers: [registry] }).inc({ source: 'web' }, 9);
     new Gauge({ name: 'orrery_ingest_spool_depth', help: 'h', registers: [registry] }).set(0);
-    const controlPlane = createStaticControlPlane({
+    await seedControlPlane(adapters.store, {
       sources: [{ id: 'web', writeKeys: ['web-write-key-1'], writeKeyHashes: [], enabled: true, allowedOrigins: ['*'] }],
       destinations: [
         { id: 'hook', type: 'webhook', enabled: true, url: 'https://user:pw@hooks.example.com/x', secret: 'whsec_c2VjcmV0', headers: { 'x-api-key': 'k' } },
@@ -66,7 +69,8 @@ describe('pilot component (embedded bus, no database)', () => {
         { id: 'demo', type: 'webhook', enabled: true, url: 'http://127.0.0.1:8080/pilot/demo-webhook', allowPrivateNetwork: true, secret: DEMO_SECRET },
       ],
       routes: [{ source: 'web', destination: 'hook', enabled: true, transforms: [] }],
-    });
+    }, logger);
+    controlPlane = await createPgControlPlane({ store: adapters.store, logger, pollMs: 3_600_000 });
     pilot = await createPilotComponent(
       { config, logger, registry, adapters, topics, controlPlane },
       { pilot: pilotConfigFrom({ PILOT_ADMIN_TOKEN: TOKEN, PILOT_SAMPLE_MS: '200', PILOT_STREAM_MAX_MS: '1500' }) },
@@ -125,7 +129,7 @@ describe('pilot component (embedded bus, no database)', () => {
       expect(((await res.json()) as { code: string }).code).toBe('invalid_request');
     }
     expect((await request('/api/destinations/hook?cascade=yes', { method: 'DELETE' })).status).toBe(400);
-    // Checked before the write, which answers 409 here (no database): PostgreSQL refuses U+0000 in JSON.
+    // Checked before the write: PostgreSQL refuses U+0000 in JSON.
     const nul = await request('/api/sources', { method: 'POST', body: JSON.stringify({ id: 'app', name: 'a\u0000b' }) });
     expect(nul.status).toBe(400);
     expect(((await nul.json()) as { details: unknown }).details).toEqual({ issues: [{ path: 'name', message: expect.stringMatching(/U\+0000/) }] });
@@ -137,13 +141,13 @@ describe('pilot component (embedded bus, no database)', () => {
     expect(replay.headers.get('allow')).toBe('POST');
   });
 
-  it('checks a destination with its own settings: a vendor destination passes (then 409, no database)', async () => {
+  it('checks a destination with its own settings: a vendor destination passes and is stored', async () => {
     for (const destination of [
       { id: 'amp', type: 'amplitude', name: 'Amplitude', apiKey: 'amp-key' },
       { id: 'ga', type: 'ga4', enabled: true, measurementId: 'G-ABC123XYZ9', apiSecret: 's' },
     ]) {
       const res = await request('/api/destinations', { method: 'POST', body: JSON.stringify({ destination }) });
-      expect(((await res.json()) as { code: string }).code, destination.type).toBe('read_only_control_plane');
+      expect(res.status, destination.type).toBe(201);
     }
     expect((await request('/api/destinations', { method: 'POST', body: JSON.stringify({ destination: { id: 'amp', type: 'amplitude', apiKey: 'k', region: 'mars' } }) })).status).toBe(400);
   });
@@ -154,24 +158,15 @@ describe('pilot component (embedded bus, no database)', () => {
     expect(text).not.toContain('web-write-key-1');
     expect(text).not.toContain('whsec_');
     expect(text).not.toContain(':pw@');
-    expect(cfg).toMatchObject({ version: 0, readOnly: true, sources: [{ id: 'web', keys: [{ id: expect.stringMatching(/^[0-9a-f]{12}$/) }] }] });
+    // Version 3: the seed, then the two destinations the case above added.
+    expect(cfg).toMatchObject({ version: 3, sources: [{ id: 'web', keys: [{ id: expect.stringMatching(/^[0-9a-f]{12}$/) }] }] });
     expect((cfg.destinations as unknown[])[0]).toMatchObject({ secret: '[redacted]', headers: { 'x-api-key': '[redacted]' } });
   });
 
-  it('without a database, changes answer 409 read_only_control_plane and dead letters 409 no_database', async () => {
-    for (const [method, path, body] of [
-      ['POST', '/api/sources', { id: 'app' }],
-      ['POST', '/api/sources/web/disable', {}],
-      ['POST', '/api/destinations', { destination: { id: 'x', type: 'webhook', url: 'https://example.com/' } }],
-      ['DELETE', '/api/routes/web/hook', undefined],
-    ] as const) {
-      const res = await request(path, { method, ...(body ? { body: JSON.stringify(body) } : {}) });
-      expect(res.status, `${method} ${path}`).toBe(409);
-      const json = (await res.json()) as { code: string; message: string };
-      expect(json.code).toBe('read_only_control_plane');
-      expect(json.message).toMatch(/config file is the control plane/);
-    }
-    expect(((await (await request('/api/dead-letters')).json()) as { code: string }).code).toBe('no_database');
+  it('lists the dead letters from the store: none yet', async () => {
+    const res = await request('/api/dead-letters');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ deadLetters: [] });
   });
 
   it('validates bodies before anything else: 400 invalid_request with the issues', async () => {
@@ -259,8 +254,8 @@ describe('pilot component (embedded bus, no database)', () => {
       expect(html).not.toContain(TOKEN);
     }
     expect((await pilot.routes!.request('/ui/assets/pilot.js')).headers.get('content-type')).toMatch(/javascript/);
-    // Without a deploy log (no database, gitops not passed in): an empty list, not an error.
-    expect(await (await request('/api/deploys')).json()).toEqual({ deploys: [], available: false });
+    // The deploy log in the store (gitops not passed in): none yet, an empty list.
+    expect(await (await request('/api/deploys')).json()).toEqual({ deploys: [], available: true });
   });
 });
 

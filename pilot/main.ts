@@ -51,8 +51,7 @@ export async function createPilotComponent(ctx: ComponentContext, deps: PilotDep
   const refusals = ctx.refusals ?? createRefusalLog({ logger: ctx.logger });
   const unexpectedError = createErrorBoundary({ surface: 'pilot', logger: log, registry: ctx.registry });
 
-  const deploys = deps.deploys ?? (ctx.adapters.store ? await createPgDeployLog(ctx.adapters.store) : undefined);
-  if (!deploys) log.info('pilot: no database and no deploy log given: the deploy history is empty');
+  const deploys = deps.deploys ?? (await createPgDeployLog(ctx.adapters.store));
 
   const sampler = createMetricsSampler({
     registry: ctx.registry,

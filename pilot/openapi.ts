@@ -48,7 +48,7 @@ const ERROR_TEXT: Record<number, string> = {
   400: 'invalid JSON or an invalid request (details.issues names each field)',
   401: 'missing_token or invalid_token',
   404: 'not_found',
-  409: 'control_plane_conflict (expectedVersion is stale), read_only_control_plane (no database), an id that exists already, no_database, or a reference the control plane does not hold (no_such_source, no_such_destination)',
+  409: 'control_plane_conflict (expectedVersion is stale), an id that exists already, or a reference the control plane does not hold (no_such_source, no_such_destination)',
   413: 'payload_too_large: the body is over 512 KB',
 };
 

@@ -22,7 +22,7 @@ const ExpectedVersion = z
 export const ErrorBody = z
   .object({
     success: z.literal(false),
-    code: z.string().describe('machine-readable, e.g. unauthorized, invalid_request, control_plane_conflict, read_only_control_plane, not_found'),
+    code: z.string().describe('machine-readable, e.g. unauthorized, invalid_request, control_plane_conflict, not_found'),
     message: z.string(),
     details: z.record(z.string(), z.unknown()).optional(),
   });
@@ -95,7 +95,6 @@ export const ReplayResult = z.object({
 export const ConfigView = z
   .object({
     version: z.number().int(),
-    readOnly: z.boolean().describe('true without a database: the config file is the control plane'),
     sources: z.array(SourceView),
     destinations: z.array(z.record(z.string(), z.unknown())).describe('secrets shown as "[redacted]"'),
     routes: z.array(RouteConfig),
@@ -176,7 +175,7 @@ export const MetricsSummaryView = z
       spoolDepth: z.number().nullable(),
     }),
     router: z.object({ consumerLag: z.number().nullable(), configVersion: z.number().nullable() }),
-    deadLettersPending: z.record(z.string(), z.number()).optional().describe('from the database, when there is one'),
+    deadLettersPending: z.record(z.string(), z.number()).describe('per destination, from the store'),
   });
 
 export const DebugEventView = z

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { stalledPartitions, type PartitionFailure } from '../core/bus/progress.ts';
 import type { Component, ComponentContext } from '../core/component.ts';
-import { startDlqRecorder, type DlqRecorder } from './dlq-recorder.ts';
+import { startDlqRecorder } from './dlq-recorder.ts';
 import { createRouterHandler, type RouterMetrics } from './handler.ts';
 
 /**
@@ -61,14 +61,10 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
   });
   log.info({ group: config.router.group, version: controlPlane.current().version }, 'router consuming');
 
-  // Without a store (tests only: createAdapters always makes one) the letters stay on the topic.
-  let recorder: DlqRecorder | undefined;
-  if (adapters.store) {
-    const group = `${config.router.group}-dlq-recorder`;
-    const recorded = new Counter({ name: 'orrery_router_dead_letters_recorded_total', help: 'DLQ messages copied into the store', registers: [ctx.registry] });
-    recorder = await startDlqRecorder({ bus, store: adapters.store, topic: topics.dlq, group, logger: log, onRecorded: (n) => recorded.inc(n) });
-    log.info({ group, topic: topics.dlq }, 'recording router dead letters into the store');
-  }
+  const recorderGroup = `${config.router.group}-dlq-recorder`;
+  const recorded = new Counter({ name: 'orrery_router_dead_letters_recorded_total', help: 'DLQ messages copied into the store', registers: [ctx.registry] });
+  const recorder = await startDlqRecorder({ bus, store: adapters.store, topic: topics.dlq, group: recorderGroup, logger: log, onRecorded: (n) => recorded.inc(n) });
+  log.info({ group: recorderGroup, topic: topics.dlq }, 'recording router dead letters into the store');
 
   /**
    * A batch that fails every time (a write the broker refuses for good) leaves the process
@@ -98,7 +94,7 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
         const failing = subscription.progress().failing;
         return failing.length > 0 ? { status: 'degraded', detail: `failing, read again: ${describe(failing)}` } : 'ok';
       },
-      ...(recorder ? { deadLetters: async () => (recorder.failure() ? { status: 'degraded' as const, detail: `recording dead letters: ${recorder.failure()}` } : ('ok' as const)) } : {}),
+      deadLetters: async () => (recorder.failure() ? { status: 'degraded' as const, detail: `recording dead letters: ${recorder.failure()}` } : ('ok' as const)),
     },
     liveness: {
       consumer: async () => {
@@ -110,7 +106,7 @@ export async function createRouterComponent(ctx: ComponentContext): Promise<Comp
       unsubscribe();
       // Lets the batch in flight finish, produce and commit before leaving the group.
       await subscription.stop();
-      await recorder?.stop();
+      await recorder.stop();
     },
   };
 }

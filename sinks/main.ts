@@ -20,26 +20,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
   const workers = new Map<string, { worker: SinkWorker; fingerprint: string }>();
   const metrics = createSinkMetrics(ctx, workers);
   const store = adapters.store;
-  const deadLetter = store
-    ? (letters: NewDeadLetter[]) => recordDeadLetters(store, letters)
-    : async (letters: NewDeadLetter[]) => {
-        await bus.produce(
-          topics.dlq,
-          letters.map((l) => ({
-            key: `${l.event.sourceId}:${l.event.userId ?? l.event.anonymousId ?? ''}`,
-            value: JSON.stringify(l.event),
-            headers: {
-              'x-orrery-stage': 'sink',
-              'x-orrery-destination': l.destinationId,
-              'x-orrery-reason': 'delivery_failed',
-              'x-orrery-error': l.lastError.slice(0, 1000),
-              'x-orrery-attempts': String(l.attempts),
-              ...(l.httpStatus ? { 'x-orrery-http-status': String(l.httpStatus) } : {}),
-            },
-          })),
-        );
-      };
-  if (!store) log.warn('no database: dead letters go to the DLQ topic, and cannot be replayed with orrery dlq; a user whose event keeps failing holds back its partition');
+  const deadLetter = (letters: NewDeadLetter[]) => recordDeadLetters(store, letters);
 
   async function reconcile(snapshot: ControlPlaneSnapshot): Promise<void> {
     const wanted = new Map<string, DestinationConfig>();
@@ -73,7 +54,7 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
           cache: adapters.cache,
           dedupTtlMs: config.sinks.dedupWindowMs,
           deadLetter,
-          park: store && createPark(store, id),
+          park: createPark(store, id),
           policy: {
             maxAttempts: config.sinks.maxAttempts,
             maxAgeMs: config.sinks.maxAgeMs,

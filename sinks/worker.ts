@@ -49,7 +49,7 @@ export interface SinkWorkerOptions {
   deadLetter: (letters: NewDeadLetter[]) => Promise<void>;
   /**
    * Where a user whose event keeps failing waits while the others flow (sinks/park.ts);
-   * none (no database): that user's partition waits with it, up to `maxAgeMs`.
+   * none (tests of the worker alone): that user's partition waits with it, up to `maxAgeMs`.
    */
   park?: Park | undefined;
   policy: RetryPolicy;

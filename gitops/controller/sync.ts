@@ -30,10 +30,6 @@ export interface SyncStatusStore {
   save(status: SyncStatus): Promise<void>;
 }
 
-export function createMemorySyncStatusStore(): SyncStatusStore {
-  let saved: SyncStatus | undefined;
-  return { load: async () => (saved ? structuredClone(saved) : undefined), save: async (s) => void (saved = structuredClone(s)) };
-}
 
 export const SYNC_STATUS_MIGRATIONS = [
   {

@@ -385,7 +385,7 @@
 
   pages.config = async () => {
     const cfg = await api('/api/config');
-    $('#config-version').textContent = `Control-plane version ${cfg.version}. ${cfg.readOnly ? 'Read-only: there is no database, so the config file is the control plane.' : 'Changes through the API apply live, everywhere.'} Write keys are never shown: only the start of their SHA-256.`;
+    $('#config-version').textContent = `Control-plane version ${cfg.version}. Changes through the API apply live, everywhere. Write keys are never shown: only the start of their SHA-256.`;
     $('#sources tbody').replaceChildren(
       ...cfg.sources.map((s) => el('tr', {}, el('td', {}, s.id), el('td', {}, s.name || ''), el('td', {}, s.enabled ? 'yes' : 'no'), el('td', { className: 'mono' }, s.keys.map((k) => k.id).join(', ')), el('td', {}, s.allowedOrigins.join(', ')))),
     );

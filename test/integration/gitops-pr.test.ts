@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImagePolicy } from '../../core/gitops-config.ts';
 import { createDeployer } from '../../gitops/controller/deployer.ts';
-import { createMemoryDeployLog } from '../../gitops/deploys.ts';
+import { createSqliteStore } from '../../core/store/sqlite.ts';
+import { createPgDeployLog } from '../../gitops/deploys.ts';
 import { openManifestRepo } from '../../gitops/source/git.ts';
 import { gitCli, startGitServer } from '../helpers/git-server.ts';
 import { testLogger } from '../helpers/index.ts';
@@ -55,7 +56,7 @@ describe('gitops pull-request mode', () => {
       workdir: await mkdtemp(join(tmpdir(), 'orrery-wd-')),
       logger: testLogger(),
     });
-    const deploys = createMemoryDeployLog();
+    const deploys = await createPgDeployLog(createSqliteStore({ file: ':memory:', logger: testLogger() }));
     const deployer = createDeployer({
       repo,
       deploys,
