@@ -409,7 +409,7 @@ export function createWebhookNotifier(opts: {
   const doFetch = opts.fetch ?? globalThis.fetch;
   const attempts = opts.attempts ?? 3;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const log = opts.logger.child({ component: 'pilot-alerts', receiver: hostOf(opts.url) });
+  const log = opts.logger.child({ unit: 'alerts', receiver: hostOf(opts.url) });
   return async (n) => {
     const body = JSON.stringify({ text: n.text, status: n.status, alert: n });
     for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -462,7 +462,7 @@ export function createAlertMonitor(opts: {
   notify?: Notify | undefined;
   logger: Logger;
 }): AlertMonitor {
-  const log = opts.logger.child({ component: 'pilot-alerts' });
+  const log = opts.logger.child({ unit: 'alerts' });
   let state = EMPTY_ALERT_STATE;
   const recent: AlertNotification[] = [];
   let timer: NodeJS.Timeout | undefined;

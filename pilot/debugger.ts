@@ -148,7 +148,7 @@ export interface RawTopicDebugger {
  */
 export async function startRawTopicDebugger(opts: { bus: Bus; topic: string; buffer: EventBuffer; logger: Logger }): Promise<RawTopicDebugger> {
   const group = `orrery-pilot-${randomBytes(6).toString('hex')}`;
-  const log = opts.logger.child({ component: 'pilot-debugger', group });
+  const log = opts.logger.child({ unit: 'debugger', group });
   let joined = false;
   let failure: string | undefined;
   let sub: Subscription | undefined;

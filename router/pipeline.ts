@@ -35,7 +35,7 @@ export type Outcome =
  */
 export function routeEvent(message: IncomingMessage, snapshot: ControlPlaneSnapshot, seen: ReadonlySet<string>, routedAt: string): Outcome {
   const parsed = parse(message);
-  if (parsed.kind !== 'ok') return parsed.kind === 'dlq' || parsed.kind === 'drop' ? parsed : { kind: 'dlq', reason: 'unexpected_step_result', error: parsed.kind };
+  if (parsed.kind !== 'ok') return parsed;
   return routeEnvelope(parsed.value, snapshot, seen, routedAt);
 }
 

@@ -5,8 +5,7 @@
 export type StepResult<T> =
   | { kind: 'ok'; value: T }
   | { kind: 'drop'; reason: string }
-  | { kind: 'dlq'; reason: string; error: string }
-  | { kind: 'redirect'; topic: string; value: T };
+  | { kind: 'dlq'; reason: string; error: string };
 
 export const ok = <T>(value: T): StepResult<T> => ({ kind: 'ok', value });
 export const drop = (reason: string): StepResult<never> => ({ kind: 'drop', reason });
@@ -15,4 +14,3 @@ export const dlq = (reason: string, error: unknown): StepResult<never> => ({
   reason,
   error: error instanceof Error ? error.message : String(error),
 });
-export const redirect = <T>(topic: string, value: T): StepResult<T> => ({ kind: 'redirect', topic, value });

@@ -195,7 +195,7 @@ export type { ReplayResult };
  * once (see replayRows: row lock and mark in the delivery's transaction). A failed replay
  * stays pending, with the error.
  *
- * @example await replayDeadLetters(store, { destinationId: 'hook' }, (dest, events) => worker.deliverNow(events));
+ * @example await replayDeadLetters(store, { destinationId: 'hook' }, (dest, event) => deliver(dest, event));
  */
 export async function replayDeadLetters(
   store: Store,

@@ -13,7 +13,7 @@ import { createSinkWorker, type SinkMetrics, type SinkWorker } from './worker.ts
  *
  * @example const sinks = await createSinksComponent(ctx);
  */
-export async function createSinksComponent(ctx: ComponentContext): Promise<Component & { worker(id: string): SinkWorker | undefined }> {
+export async function createSinksComponent(ctx: ComponentContext): Promise<Component> {
   const { config, adapters, controlPlane, topics } = ctx;
   const log = ctx.logger.child({ component: 'sinks' });
   const bus = adapters.bus;
@@ -88,7 +88,6 @@ export async function createSinksComponent(ctx: ComponentContext): Promise<Compo
 
   return {
     name: 'sinks',
-    worker: (id) => workers.get(id)?.worker,
     checks: {
       breakers: async () => {
         // Half-open is still down: the breaker is between trials or waiting on one.

@@ -67,8 +67,6 @@ export interface SinkWorkerOptions {
 
 export interface SinkWorker {
   start(): Promise<void>;
-  /** Sends events now, through the same module and config: the dead-letter replay uses it. */
-  deliverNow(events: Envelope[]): Promise<void>;
   breaker(): Breaker;
   /** Parked users and events (0 and 0 without a park). */
   parked(): Promise<{ users: number; events: number }>;
@@ -533,11 +531,6 @@ export function createSinkWorker(opts: SinkWorkerOptions): SinkWorker {
       });
       log.info({ topic: opts.topic, group: opts.group }, 'sink worker consuming');
       if (park) drainLoopDone = drainLoop(park);
-    },
-    async deliverNow(events) {
-      await attempt(events);
-      markDelivered(events);
-      await marksWritten();
     },
     breaker: () => breaker,
     parked: async () => (park ? park.size() : { users: 0, events: 0 }),

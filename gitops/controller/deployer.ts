@@ -50,7 +50,7 @@ export function createDeployer(opts: {
   /** Called after each commit to the base branch (the sync picks it up at once). */
   onCommitted?: () => void;
 }): Deployer {
-  const log = opts.logger.child({ component: 'gitops-deployer' });
+  const log = opts.logger.child({ unit: 'deployer' });
   const pending = new Set<Promise<void>>();
   const stopping = new AbortController();
 

@@ -108,7 +108,7 @@ export function createReverter(opts: {
   onCommitted?: () => void;
   maxAttempts?: number;
 }): Reverter {
-  const log = opts.logger.child({ component: 'gitops-reverter' });
+  const log = opts.logger.child({ unit: 'reverter' });
   const stopping = new AbortController();
 
   async function rolloutFailed(deploy: Deploy, failure: RolloutFailure): Promise<void> {

@@ -97,7 +97,7 @@ export function createSync(opts: {
   /** Called for each deploy this sync marked failed, newest first (the reverter, by policy). */
   onRolloutFailed?: (deploy: Deploy, failure: RolloutFailure) => Promise<void>;
 }): Sync {
-  const log = opts.logger.child({ component: 'gitops-sync' });
+  const log = opts.logger.child({ unit: 'sync' });
   const stopping = new AbortController();
   let running: Promise<SyncStatus> | undefined;
   let again = false;

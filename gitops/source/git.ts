@@ -94,7 +94,7 @@ export function defaultWorkdir(dataDir: string, url: string): string {
  *   await repo.change({ message: 'deploy', edit: async (files) => [...] });
  */
 export async function openManifestRepo(opts: ManifestRepoOptions): Promise<ManifestRepo> {
-  const log = opts.logger.child({ component: 'gitops-git', repo: opts.url.replace(/\/\/[^@/]*@/, '//') });
+  const log = opts.logger.child({ unit: 'git', repo: opts.url.replace(/\/\/[^@/]*@/, '//') });
   const remote = isRemote(opts.url);
   const dir = remote ? opts.workdir : resolve(opts.url);
   const manifestsRoot = resolve(dir, opts.path);

@@ -65,7 +65,10 @@ export async function startOrrery(args: string[], env: Record<string, string>, o
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
       try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        // JSON.parse keeps the last of two equal keys, as log tools do: say when a line had two.
+        if ((line.match(/"component":/g) ?? []).length > 1) entry.repeatedComponentKey = line;
+        logs.push(entry);
       } catch {
         logs.push({ raw: line });
       }

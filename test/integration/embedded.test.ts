@@ -55,6 +55,8 @@ routes: [{ source: web, destination: hook }]
       });
     for (let i = 0; i < 20; i++) expect((await send(orrery.url, i)).status).toBe(200);
     await waitFor(() => receiver.accepted().length >= 20, { what: 'the first 20 delivered' });
+    // Each line names its component once (a nested part of it is its `unit`).
+    expect(orrery.logs.filter((l) => l.repeatedComponentKey).map((l) => l.repeatedComponentKey)).toEqual([]);
     // Issue #19: the default store is SQLite: PGlite is not loaded (it is only to move an old store in).
     const loaded = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
     expect(loaded.some((u) => u.endsWith('/core/store/sqlite.ts'))).toBe(true);
