@@ -98,4 +98,32 @@ describe('error boundary', () => {
     expect((await (components[1]!.routes as Hono).request('/deploys')).status).toBe(401);
     expect(await counted('gitops', '/deploys')).toBe(0);
   });
+
+  it('one error body on every surface: { success: false, code (lowercase), message, details? }, payload_too_large a 400 everywhere (as Segment)', async () => {
+    const [ingest, gitops, pilot] = components.map((c) => c.routes as Hono) as [Hono, Hono, Hono];
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const big = 'x'.repeat(600 * 1024);
+    const answers: Array<[string, Response]> = [
+      ['ingest: too large', await ingest.request('/v1/track', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 'u', event: 'E', p: big }) })],
+      ['ingest: no write key', await ingest.request('/v1/track', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })],
+      ['pilot: too large', await pilot.request('/api/sources', { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ id: big }) })],
+      ['pilot: invalid', await pilot.request('/api/sources', { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'has spaces' }) })],
+      ['gitops: no such deploy', await gitops.request('/deploys/987654', { headers: auth })],
+      ['gitops: no token', await gitops.request('/deploys')],
+    ];
+    for (const [what, res] of answers) {
+      const body = (await res.json()) as Record<string, unknown>;
+      expect(Object.keys(body).filter((k) => !['success', 'code', 'message', 'details'].includes(k)), what).toEqual([]);
+      expect(body, what).toMatchObject({ success: false, code: expect.stringMatching(/^[a-z][a-z0-9_]*$/), message: expect.any(String) });
+      if (body.code === 'payload_too_large') expect(res.status, what).toBe(400);
+    }
+    expect(answers.map(([w, r]) => [w, r.status])).toEqual([
+      ['ingest: too large', 400],
+      ['ingest: no write key', 401],
+      ['pilot: too large', 400],
+      ['pilot: invalid', 400],
+      ['gitops: no such deploy', 404],
+      ['gitops: no token', 401],
+    ]);
+  });
 });

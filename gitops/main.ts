@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Counter } from 'prom-client';
+import { errorResponse } from '../core/contracts/http-error.ts';
 import { bearerAuth } from '../core/auth.ts';
 import type { Component, ComponentContext } from '../core/component.ts';
 import { createErrorBoundary } from '../core/error-boundary.ts';
@@ -38,10 +39,11 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
   const deploys = await createPgDeployLog(ctx.adapters.store);
   const app = new Hono();
   const unexpected = createErrorBoundary({ surface: 'gitops', logger: log, registry: ctx.registry });
+  // As Pilot's: a client's error with its code; anything else logged and answered 500 `internal`.
   app.onError((err, c) => {
-    if (err instanceof OrreryError && err.status < 500) return c.json({ success: false, code: err.code, message: err.message }, err.status as 400);
+    if (err instanceof OrreryError && err.status < 500) return errorResponse(c, err);
     unexpected(err, c);
-    return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
+    return errorResponse(c, undefined);
   });
   const admin = bearerAuth(adminToken);
   app.use('/deploys', admin);
@@ -118,7 +120,7 @@ export async function createGitopsComponent(ctx: ComponentContext): Promise<Comp
       maxSize: MAX_WEBHOOK_BYTES,
       onError: (c) => {
         refusals.record({ receiver: receiverOf(c), reason: 'payload_too_large', status: 400 });
-        return c.json({ success: false, code: 'payload_too_large', message: `webhooks are at most ${MAX_WEBHOOK_BYTES} bytes` }, 400);
+        return errorResponse(c, new InputError('payload_too_large', `webhooks are at most ${MAX_WEBHOOK_BYTES} bytes`));
       },
     });
   // A git push webhook (GitHub, Gitea, GitLab…) only needs to say "look now", but only

@@ -121,7 +121,7 @@ describe('ingest: calls and enrichment', () => {
     const { app } = await setup();
     expect(await (await post(app, '/v1/track', { userId: 'u', event: 'E', timestamp: 'yesterday' })).json()).toMatchObject({
       code: 'invalid_timestamp',
-      field: 'timestamp',
+      details: { field: 'timestamp' },
     });
   });
 
@@ -180,7 +180,7 @@ describe('ingest: batch', () => {
     const { app, sent } = await setup();
     const res = await post(app, '/v1/batch', { batch: [{ type: 'track', userId: 'u', event: 'ok' }, { type: 'track', userId: 'u' }, { event: 'x' }] });
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ success: false, code: 'missing_event', index: 1 });
+    expect(await res.json()).toMatchObject({ success: false, code: 'missing_event', details: { index: 1 } });
     expect(sent).toHaveLength(0);
   });
 
@@ -194,7 +194,7 @@ describe('ingest: batch', () => {
     const { app } = await setup();
     const res = await post(app, '/v1/batch', body);
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ code, index });
+    expect(await res.json()).toMatchObject({ code, details: { index } });
   });
 
   it('refuses bodies that are not batches, and empty batches', async () => {
@@ -303,7 +303,7 @@ describe('ingest: limits and bad input', () => {
     const one = await post(app, '/v1/batch', {
       batch: [{ type: 'track', userId: 'u', event: 'E' }, { type: 'track', userId: 'u', event: 'E', properties: { blob: 'x'.repeat(40 * 1024) } }],
     });
-    expect(await one.json()).toMatchObject({ code: 'event_too_large', index: 1 });
+    expect(await one.json()).toMatchObject({ code: 'event_too_large', details: { index: 1 } });
   });
 
   it('a declared Content-Length decides the size before the body is read; a lying one is still caught', async () => {
@@ -460,7 +460,7 @@ describe('ingest: rate limits and hand-off failures', () => {
     const res = await post(app, '/v1/track', { userId: 'u', event: 'E' });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('1');
-    expect(await res.json()).toMatchObject({ code: 'SPOOL_FULL' });
+    expect(await res.json()).toMatchObject({ code: 'spool_full' });
   });
 
   it('an unexpected error is a JSON 500 without internals', async () => {

@@ -2,6 +2,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { TakeResult, TokenBucket } from '../core/cache/types.ts';
 import { encodeEnvelope, type CallType } from '../core/envelope.ts';
+import { errorResponse as sharedErrorResponse } from '../core/contracts/http-error.ts';
 import { InputError, OrreryError } from '../core/errors.ts';
 import { enrich } from './enrich.ts';
 import { contentCoding, inflate } from './inflate.ts';
@@ -90,20 +91,12 @@ export function createIngestApp(deps: IngestDeps): Hono<Env> {
   app.notFound((c) => c.json({ success: false, code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
   function errorResponse(c: Context<Env>, err: unknown): Response {
-    if (err instanceof OrreryError) {
-      metrics.rejected(err.code, 1);
-      const headers: Record<string, string> = {};
-      if (err.status === 503 || err.status === 429) {
-        const seconds = String(Math.max(1, Math.ceil(Number(err.details?.retryAfterMs ?? 1000) / 1000)));
-        headers['Retry-After'] = seconds;
-        if (err.status === 429) headers['X-RateLimit-Reset'] = seconds;
-      }
-      const body = { success: false, code: err.code, message: err.message, ...publicDetails(err.details) };
-      return c.json(body, err.status as 400, headers);
+    if (err instanceof OrreryError) metrics.rejected(err.code, 1);
+    else {
+      deps.onUnexpectedError?.(err, c);
+      metrics.rejected('internal', 1);
     }
-    deps.onUnexpectedError?.(err, c);
-    metrics.rejected('internal', 1);
-    return c.json({ success: false, code: 'internal', message: 'internal error' }, 500);
+    return sharedErrorResponse(c, err);
   }
 
   // CORS: browsers (analytics.js) send text/plain to avoid a preflight, but other clients
@@ -311,8 +304,3 @@ function decodeBase64Utf8(data: string): string {
 }
 
 /** Only machine-readable fields go back to the client (never a cause or a stack). */
-function publicDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
-  if (!details) return {};
-  const { retryAfterMs: _internal, ...rest } = details;
-  return rest;
-}

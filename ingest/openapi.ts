@@ -9,9 +9,15 @@ const ErrorBody = z.object({
     .string()
     .describe('machine-readable, e.g. no_user_anon_id, missing_event, invalid_field, invalid_timestamp, nesting_too_deep, invalid_json, invalid_encoding, invalid_compression, unsupported_encoding, payload_too_large, invalid_write_key, rate_limited'),
   message: z.string(),
-  index: z.number().int().optional().describe('for a batch: the offending message'),
-  field: z.string().optional().describe('the offending field, for invalid_field, invalid_timestamp and nesting_too_deep'),
-  maxDepth: z.number().int().optional().describe(`for nesting_too_deep: the limit (${MAX_JSON_DEPTH})`),
+  details: z
+    .object({
+      index: z.number().int().optional().describe('for a batch: the offending message'),
+      field: z.string().optional().describe('the offending field, for invalid_field, invalid_timestamp and nesting_too_deep'),
+      maxDepth: z.number().int().optional().describe(`for nesting_too_deep: the limit (${MAX_JSON_DEPTH})`),
+    })
+    .catchall(z.unknown())
+    .optional()
+    .describe('the rest, machine-readable (core/contracts/http-error.ts: the same body on every surface)'),
 });
 
 const CALLS = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const;
@@ -48,7 +54,7 @@ const capital = (call: Call) => `${call[0]!.toUpperCase()}${call.slice(1)}`;
 export function buildOpenApi(): Record<string, unknown> {
   const schema = (s: z.ZodType) => z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
   const errors = {
-    '400': { description: `Invalid JSON or a body that is not UTF-8, an invalid message (a bad timestamp, a field nesting deeper than ${MAX_JSON_DEPTH} levels), or a payload over the limits (as Segment)`, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+    '400': { description: `Invalid JSON or a body that is not UTF-8, an invalid message (a bad timestamp, a field nesting deeper than ${MAX_JSON_DEPTH} levels), or a payload over the limits (as Segment: payload_too_large, event_too_large)`, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '401': { description: 'Missing, unknown or disabled write key', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '403': { description: 'Origin not allowed for this source', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
     '429': { description: 'Over the source rate limit; see Retry-After and X-RateLimit-Reset (seconds)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },

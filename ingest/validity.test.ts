@@ -144,7 +144,7 @@ describe('what ingest acknowledges, the router accepts: regressions (#15, #16)',
     ['timestamp', true],
   ])('%s %j is refused with 400 invalid_timestamp naming the field', async (field, value) => {
     const sent = await send('/v1/track', { userId: 'u', event: 'x', [field]: value });
-    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', field } });
+    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', details: { field } } });
   });
 
   it('the range ends are accepted: 0001-01-01 and 9999-12-31T23:59:59.999Z', async () => {
@@ -176,19 +176,19 @@ describe('what ingest acknowledges, the router accepts: regressions (#15, #16)',
         { type: 'track', userId: 'u', event: 'e', timestamp: 1733400000000000000 },
       ],
     });
-    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', field: 'timestamp', index: 1 } });
+    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', details: { field: 'timestamp', index: 1 } } });
   });
 
   it('a batch-level sentAt follows the same rule', async () => {
     const sent = await send('/v1/batch', { batch: [{ type: 'track', userId: 'u', event: 'e' }], sentAt: 'soon' });
-    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', field: 'sentAt' } });
+    expect(sent).toMatchObject({ status: 400, body: { code: 'invalid_timestamp', details: { field: 'sentAt' } } });
     expect(sent.body).not.toHaveProperty('index');
   });
 
   it(`properties nested 5,000 levels deep are a 400 nesting_too_deep naming the limit (${MAX_JSON_DEPTH})`, async () => {
     // Built as text: JSON.stringify itself overflows on it.
     const sent = await send('/v1/track', `{"userId":"u","event":"x","properties":{"a":${'['.repeat(5_000)}1${']'.repeat(5_000)}}}`);
-    expect(sent).toMatchObject({ status: 400, body: { code: 'nesting_too_deep', field: 'properties', maxDepth: MAX_JSON_DEPTH } });
+    expect(sent).toMatchObject({ status: 400, body: { code: 'nesting_too_deep', details: { field: 'properties', maxDepth: MAX_JSON_DEPTH } } });
     expect(sent.body.message).toContain(String(MAX_JSON_DEPTH));
   });
 
@@ -198,15 +198,15 @@ describe('what ingest acknowledges, the router accepts: regressions (#15, #16)',
     expect(await send('/v1/track', { userId: 'u', event: 'x', properties: { a: nested(MAX_JSON_DEPTH) } })).toMatchObject({ status: 400 });
     expect(await send('/v1/identify', { userId: 'u', extra: nested(MAX_JSON_DEPTH + 1) })).toMatchObject({
       status: 400,
-      body: { code: 'nesting_too_deep', field: 'extra' },
+      body: { code: 'nesting_too_deep', details: { field: 'extra' } },
     });
     expect(await send('/v1/batch', { batch: [{ type: 'page', userId: 'u' }, { type: 'page', userId: 'u', traits: { t: nested(MAX_JSON_DEPTH) } }] })).toMatchObject({
       status: 400,
-      body: { code: 'nesting_too_deep', field: 'traits', index: 1 },
+      body: { code: 'nesting_too_deep', details: { field: 'traits', index: 1 } },
     });
     expect(await send('/v1/batch', { batch: [{ type: 'page', userId: 'u' }], context: { c: nested(MAX_JSON_DEPTH) } })).toMatchObject({
       status: 400,
-      body: { code: 'nesting_too_deep', field: 'context' },
+      body: { code: 'nesting_too_deep', details: { field: 'context' } },
     });
   });
 
@@ -230,7 +230,8 @@ describe('the OpenAPI document states the same rules', () => {
     expect(branches.find((b) => b.type === 'number')).toMatchObject({ minimum: TIMESTAMP_RANGE.min, maximum: TIMESTAMP_RANGE.max });
     expect(message.properties!.description).toContain(String(MAX_JSON_DEPTH));
     expect(message.userId!.description).toContain('empty string counts as absent');
-    expect(Object.keys(doc.components.schemas.Error.properties!)).toEqual(expect.arrayContaining(['field', 'maxDepth', 'index']));
+    const details = (doc.components.schemas.Error.properties as Record<string, { properties?: Record<string, unknown> }>).details!;
+    expect(Object.keys(details.properties!)).toEqual(expect.arrayContaining(['field', 'maxDepth', 'index']));
   });
 });
 

@@ -3,6 +3,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEMessage } from 'hono/streaming';
 import type { z } from 'zod';
+import { errorResponse } from '../core/contracts/http-error.ts';
 import type { ControlPlaneConfig, ControlPlaneSnapshot, DestinationConfig, SourceConfig } from '../core/control-plane.ts';
 import { updateControlPlane } from '../core/control-plane-pg.ts';
 import type { ControlPlaneSource } from '../core/control-plane-source.ts';
@@ -258,18 +259,17 @@ export function createPilotApi(deps: PilotApiDeps): PilotApi {
   const replay = deps.replay ?? replayToDestinations;
   const openapi = buildOpenApi();
 
+  // A client's error is answered with its code; anything else (a store down, a bug) is
+  // logged and answered 500 `internal`, without its message, which may name internals.
   app.onError((err, c) => {
-    if (err instanceof OrreryError && err.status < 500) {
-      const code = err.code.toLowerCase();
-      return c.json({ success: false, code, message: err.message, ...(err.details ? { details: err.details } : {}) }, err.status as 400);
-    }
+    if (err instanceof OrreryError && err.status < 500) return errorResponse(c, err);
     deps.unexpectedError(err, c);
-    return c.json({ success: false, code: 'internal', message: 'internal error: see the server log' }, 500);
+    return errorResponse(c, undefined);
   });
 
   // The document holds no data, so tools may read it without the token.
   app.get('/api/openapi.json', (c) => c.json(openapi));
-  app.use('/api/*', bodyLimit({ maxSize: 512 * 1024, onError: (c) => c.json({ success: false, code: 'payload_too_large', message: 'at most 512 KB' }, 413) }));
+  app.use('/api/*', bodyLimit({ maxSize: 512 * 1024, onError: (c) => errorResponse(c, new InputError('payload_too_large', 'at most 512 KB')) }));
   app.use('/api/*', bearerAuth(deps.adminToken, 'orrery-pilot'));
   app.use('/api/*', async (c, next) => {
     await next();

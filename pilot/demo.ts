@@ -3,7 +3,8 @@ import { dirname, join } from 'node:path';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { verifyStandardWebhook } from '../core/auth.ts';
-import { OrreryError } from '../core/errors.ts';
+import { errorResponse } from '../core/contracts/http-error.ts';
+import { InputError, OrreryError } from '../core/errors.ts';
 import type { RefusalLog } from '../core/refusals.ts';
 import { createRing } from './debugger.ts';
 
@@ -93,7 +94,7 @@ export async function createDemoReceiver(opts: DemoReceiverOptions): Promise<Dem
   const routes = new Hono();
   routes.post(
     '/pilot/demo-webhook',
-    bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json({ success: false, code: 'payload_too_large', message: 'at most 1 MB' }, 413) }),
+    bodyLimit({ maxSize: 1024 * 1024, onError: (c) => errorResponse(c, new InputError('payload_too_large', 'at most 1 MB')) }),
     async (c) => {
       const text = await c.req.text();
       const headers: Record<string, string> = {};

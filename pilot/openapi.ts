@@ -37,7 +37,7 @@ type Op = {
   bodySchema?: JsonSchema;
   ok: z.ZodType | { description: string; content: Record<string, unknown> };
   status?: number;
-  /** Besides 401; 400 (and 413 with a body) are added for operations that take a body or query parameters. */
+  /** Besides 401; 400 is added for operations that take a body or query parameters. */
   errors?: number[];
   params?: Param[];
   /** Details the summary leaves out: rules no schema can state. */
@@ -45,11 +45,10 @@ type Op = {
 };
 
 const ERROR_TEXT: Record<number, string> = {
-  400: 'invalid JSON or an invalid request (details.issues names each field)',
+  400: 'invalid JSON or an invalid request (details.issues names each field), or payload_too_large (a body over 512 KB; 400 on every surface, as Segment answers)',
   401: 'missing_token or invalid_token',
   404: 'not_found',
   409: 'control_plane_conflict (expectedVersion is stale), an id that exists already, or a reference the control plane does not hold (no_such_source, no_such_destination)',
-  413: 'payload_too_large: the body is over 512 KB',
 };
 
 /** No U+0000: the control plane is JSON in PostgreSQL, which refuses it (api.ts answers 400). */
@@ -274,7 +273,6 @@ export function buildOpenApi(): Record<string, unknown> {
       const okResponse = op.ok instanceof z.ZodType ? { description: 'OK', content: json(out(op.ok)) } : op.ok;
       const errors = new Set([401, ...(op.errors ?? [])]);
       if (op.body || op.params?.some((p) => p.in === 'query')) errors.add(400);
-      if (op.body) errors.add(413);
       const responses: Record<string, unknown> = { [String(op.status ?? 200)]: okResponse };
       for (const status of [...errors].sort()) responses[String(status)] = { description: ERROR_TEXT[status], content: json({ $ref: '#/components/schemas/Error' }) };
       paths[path][method] = {
