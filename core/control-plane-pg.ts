@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ControlPlaneConfig, type ControlPlaneSnapshot } from './control-plane.ts';
 import type { ControlPlaneSource } from './control-plane-source.ts';
 import { snapshotOf } from './control-plane-static.ts';
+import { hashWriteKeySync } from './contracts/write-keys.ts';
 import { ConfigError, InputError, OrreryError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { migrate, type Migration } from './store/migrate.ts';
@@ -76,10 +77,6 @@ function invalid(issues: Issue[]): InputError {
   return new InputError('CONTROL_PLANE_INVALID', `invalid control plane: ${lines.join('; ')}`, 400, { issues });
 }
 
-/** Same format as ingest's hashWriteKey, but synchronous: normalising happens inside a transaction. */
-function hashKey(writeKey: string): string {
-  return `sha256:${createHash('sha256').update(writeKey, 'utf8').digest('hex')}`;
-}
 
 /**
  * Validates a control-plane document and replaces every plain write key by its hash (so a
@@ -104,7 +101,7 @@ export function normalizeControlPlane(input: unknown): ControlPlaneConfig {
   const owner = new Map<string, string>();
   const issues: Issue[] = [];
   const sources = parsed.data.sources.map((source, i) => {
-    const writeKeyHashes = [...new Set([...source.writeKeyHashes, ...source.writeKeys.map(hashKey)])];
+    const writeKeyHashes = [...new Set([...source.writeKeyHashes, ...source.writeKeys.map(hashWriteKeySync)])];
     for (const hash of writeKeyHashes) {
       const other = owner.get(hash);
       // The key itself stays out of the message: it may reach a log or an HTTP answer.

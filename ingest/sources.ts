@@ -1,3 +1,4 @@
+import { hashWriteKey } from '../core/contracts/write-keys.ts';
 import type { SourceConfig } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { TokenBucket } from '../core/cache/types.ts';
@@ -19,13 +20,7 @@ export interface SourceResolver {
   byWriteKey(writeKey: string): Promise<Source | undefined>;
 }
 
-/** `sha256:` + hex SHA-256, with Web Crypto so it runs on any runtime. */
-export async function hashWriteKey(writeKey: string): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(writeKey));
-  let hex = '';
-  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, '0');
-  return `sha256:${hex}`;
-}
+export { hashWriteKey };
 
 async function buildIndex(sources: readonly SourceConfig[]): Promise<Map<string, Source>> {
   const byHash = new Map<string, Source>();

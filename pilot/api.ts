@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEMessage } from 'hono/streaming';
@@ -15,7 +15,7 @@ import type { Logger } from '../core/logger.ts';
 import type { RefusalLog } from '../core/refusals.ts';
 import type { Store } from '../core/store/types.ts';
 import type { DeployLog } from '../gitops/deploys.ts';
-import { hashWriteKey } from '../ingest/sources.ts';
+import { hashWriteKey, hashWriteKeySync, keyIdOf } from '../core/contracts/write-keys.ts';
 import type { ReplayResult } from '../sinks/dead-letters.ts';
 import { DESTINATIONS } from '../sinks/destinations/index.ts';
 import { destinationSettings } from '../sinks/destinations/types.ts';
@@ -145,7 +145,6 @@ export function restoreRedacted(incoming: Record<string, unknown>, stored: Recor
 }
 
 /** A key's public name: the start of its hash. Enough to tell keys apart, useless to an attacker. */
-const keyIdOf = (hash: string) => hash.slice('sha256:'.length, 'sha256:'.length + 12);
 
 function sourceView(s: SourceConfig) {
   return {
@@ -155,7 +154,7 @@ function sourceView(s: SourceConfig) {
     allowedOrigins: s.allowedOrigins,
     ...(s.rateLimit ? { rateLimit: s.rateLimit } : {}),
     // Plain keys only exist in a config file without a database; they are never shown either.
-    keys: [...new Set([...s.writeKeyHashes, ...s.writeKeys.map((k) => `sha256:${createHash('sha256').update(k).digest('hex')}`)])].map((h) => ({ id: keyIdOf(h) })),
+    keys: [...new Set([...s.writeKeyHashes, ...s.writeKeys.map(hashWriteKeySync)])].map((h) => ({ id: keyIdOf(h) })),
   };
 }
 
