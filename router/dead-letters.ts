@@ -1,3 +1,4 @@
+import { DLQ_HEADER } from '../core/contracts/dlq-headers.ts';
 import type { IncomingMessage } from '../core/bus/types.ts';
 import { migrate } from '../core/store/migrate.ts';
 import { dialectOf, type Queryable, type Store } from '../core/store/types.ts';
@@ -125,19 +126,20 @@ async function insertRouterDeadLetters(q: Queryable, messages: readonly Incoming
   const values: unknown[] = [];
   for (const m of messages) {
     const h = m.headers;
-    const version = intOrNull(h['x-orrery-config-version']);
-    const partition = intOrNull(h['x-orrery-original-partition']);
+    const version = intOrNull(h[DLQ_HEADER.configVersion]);
+    const partition = intOrNull(h[DLQ_HEADER.originalPartition]);
+    const originalTopic = h[DLQ_HEADER.originalTopic];
     values.push(
       m.topic,
       m.partition,
       m.offset,
       m.timestamp,
-      pgText(h['x-orrery-reason'] ?? 'unknown'),
-      pgText(h['x-orrery-error'] ?? ''),
+      pgText(h[DLQ_HEADER.reason] ?? 'unknown'),
+      pgText(h[DLQ_HEADER.error] ?? ''),
       version === null ? null : Number(version),
-      h['x-orrery-original-topic'] === undefined ? null : pgText(h['x-orrery-original-topic']),
+      originalTopic === undefined ? null : pgText(originalTopic),
       partition === null ? null : Number(partition),
-      intOrNull(h['x-orrery-original-offset']),
+      intOrNull(h[DLQ_HEADER.originalOffset]),
       m.key === null ? null : Buffer.from(m.key, 'utf8'),
       m.value ?? Buffer.alloc(0),
       JSON.stringify(Object.fromEntries(Object.entries(h).map(([k, v]) => [pgText(k), pgText(v)]))),

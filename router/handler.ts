@@ -1,3 +1,4 @@
+import { DLQ_HEADER, dlqHeaders } from '../core/contracts/dlq-headers.ts';
 import type { Bus, IncomingBatch, OutgoingMessage } from '../core/bus/types.ts';
 import type { Cache } from '../core/cache/types.ts';
 import type { ControlPlaneSnapshot } from '../core/control-plane.ts';
@@ -47,18 +48,6 @@ function tooLargeIndexes(err: unknown): number[] | undefined {
   return Array.isArray(indexes) ? (indexes as number[]) : undefined;
 }
 
-/** DLQ headers that tell the story of a dead letter (Jitsu's retries.ts does the same). */
-function dlqHeaders(batch: IncomingBatch, offset: string, reason: string, error: string, version: number): Record<string, string> {
-  return {
-    'x-orrery-stage': 'router',
-    'x-orrery-reason': reason,
-    'x-orrery-error': error.slice(0, 1000),
-    'x-orrery-original-topic': batch.topic,
-    'x-orrery-original-partition': String(batch.partition),
-    'x-orrery-original-offset': offset,
-    'x-orrery-config-version': String(version),
-  };
-}
 
 /**
  * The one place the router's side effects happen. For one partition batch: look up the
@@ -105,7 +94,8 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
     };
     const deadLetter = (from: number, reason: string, error: string): OutgoingMessage => {
       const message = batch.messages[from]!;
-      return { key: message.key, value: message.value ?? '', headers: dlqHeaders(batch, message.offset, reason, error, snapshot.version) };
+      const story = { stage: 'router', reason, error, originalTopic: batch.topic, originalPartition: batch.partition, originalOffset: message.offset, configVersion: snapshot.version };
+      return { key: message.key, value: message.value ?? '', headers: dlqHeaders(story) };
     };
     const marks: string[] = [];
     const outcomes: Outcome[] = [];
@@ -213,7 +203,7 @@ export function createRouterHandler(opts: RouterHandlerOptions): (batch: Incomin
           omitted.map(({ message }) => ({
             key: message.key,
             value: '',
-            headers: { ...message.headers, 'x-orrery-value-omitted': String(typeof message.value === 'string' ? Buffer.byteLength(message.value) : message.value.length) },
+            headers: { ...message.headers, [DLQ_HEADER.valueOmitted]: String(typeof message.value === 'string' ? Buffer.byteLength(message.value) : message.value.length) },
           })),
         );
       }
