@@ -67,5 +67,10 @@ const HEAP_SIZE_FLAG = /^--max[-_](old[-_]space|heap)[-_]size\b/;
 export function restartWithHeapLimit(mib: number): void {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => HEAP_SIZE_FLAG.test(a));
   if (given || typeof process.execve !== 'function') return;
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, `--max-old-space-size=${mib}`, ...process.argv.slice(1)], process.env);
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, `--max-old-space-size=${mib}`, ...process.argv.slice(1)], process.env);
+  } catch {
+    // Not replaced (the binary could not be executed again): go on with node's default
+    // limit, which the start's log line then names.
+  }
 }
